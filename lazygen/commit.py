@@ -1,0 +1,254 @@
+"""Commit rendered contents to an output directory.
+
+This is the last step of a run: it gets a mapping of file name to text and
+moves the output directory to exactly that state. It knows nothing about
+operators or templates.
+
+Guarantees:
+
+* Write-if-changed: a file whose bytes already match is not touched, so its
+  mtime stays and a build that re-runs the generator recompiles nothing.
+* Atomic files: each changed file is written to a temporary file in the same
+  directory and renamed over the old one, so a reader (or a kill -9) never
+  sees a partial file. There is no fsync: rename ordering is enough against
+  a killed process, and speed matters more than power-loss durability here.
+* Stale outputs: ``.lazygen-manifest`` lists the files lazygen wrote in the
+  directory. Files named there but no longer produced are deleted; files
+  lazygen never wrote are never touched.
+* Serialized: the whole commit holds ``fcntl.flock`` on ``.lazygen-lock`` in
+  the directory, so concurrent runs on one directory do not interleave.
+* Depfile: optionally a Make-syntax depfile naming every input.
+
+Test-only hook: when the environment variable ``LAZYGEN_TEST_CRASH_AFTER=N``
+is set, the process calls ``os._exit(137)`` right after the N-th output file
+has been renamed into place, to simulate a kill -9 in the middle of a commit.
+Never set it outside tests.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: commits are not serialized there
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "CRASH_ENV",
+    "LOCK_NAME",
+    "MANIFEST_NAME",
+    "CommitResult",
+    "commit",
+    "depfile_text",
+    "read_manifest",
+]
+
+MANIFEST_NAME = ".lazygen-manifest"
+LOCK_NAME = ".lazygen-lock"
+CRASH_ENV = "LAZYGEN_TEST_CRASH_AFTER"
+
+# Characters that make a name anything but one plain file in the directory,
+# or that the line-based manifest could not hold.
+_BAD_NAME_CHARS = frozenset("/\\\0\n\r")
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What a commit did, by file name (each tuple sorted)."""
+
+    written: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+def is_plain_name(name: str) -> bool:
+    """True for a name that can only mean a visible file in the directory.
+
+    Dotfiles are excluded too: they are lazygen's own bookkeeping (manifest,
+    lock, temporaries), never outputs.
+    """
+    return bool(name) and not name.startswith(".") and not (_BAD_NAME_CHARS & set(name))
+
+
+def read_manifest(output_dir: Path) -> tuple[str, ...]:
+    """The file names lazygen recorded as written in ``output_dir``.
+
+    Lines that are not plain file names are dropped, so a tampered manifest
+    can never point a deletion outside the directory. A missing or undecodable
+    manifest reads as empty: leaving a stale file is safer than deleting one
+    by a misread name.
+    """
+    try:
+        data = (Path(output_dir) / MANIFEST_NAME).read_bytes()
+    except FileNotFoundError:
+        return ()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return ()
+    return tuple(sorted({line for line in text.split("\n") if is_plain_name(line)}))
+
+
+def _manifest_bytes(names: Sequence[str]) -> bytes:
+    return "".join(name + "\n" for name in sorted(set(names))).encode("utf-8")
+
+
+def _escape_make(path: str) -> str:
+    if "\n" in path or "\r" in path:
+        raise ValueError(f"a depfile cannot name a path holding a newline: {path!r}")
+    return path.replace("$", "$$").replace("#", "\\#").replace(" ", "\\ ")
+
+
+def depfile_text(target: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]]) -> str:
+    """Make syntax ``target: dep1 dep2 ...``, one dependency per line."""
+    parts = [_escape_make(os.fspath(target)) + ":"]
+    parts += [_escape_make(os.fspath(dep)) for dep in inputs]
+    return " \\\n  ".join(parts) + "\n"
+
+
+def _crash_after() -> int | None:
+    value = os.environ.get(CRASH_ENV)
+    if not value:
+        return None
+    return int(value)
+
+
+def _write_if_changed(path: Path, data: bytes) -> bool:
+    """Put ``data`` at ``path`` by temp file + rename unless it is already there.
+
+    Returns whether the file was written.
+    """
+    try:
+        with open(path, "rb") as f:
+            if f.read() == data:
+                return False
+    except FileNotFoundError:
+        pass
+    directory = path.parent
+    # os.open with mode 0o666 (unlike mkstemp's 0o600) lets the umask decide
+    # the permissions, as for any ordinarily created file.
+    while True:
+        tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return True
+
+
+class _DirLock:
+    """Exclusive ``flock`` on the directory's lock file for a ``with`` block."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self._path = output_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def __enter__(self) -> "_DirLock":
+        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o666)
+        if fcntl is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(self._fd)
+                raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._fd is not None
+        # Closing the descriptor releases the lock; the file stays in place
+        # so every process locks the same inode.
+        os.close(self._fd)
+        self._fd = None
+
+
+def _remove_file(path: Path) -> bool:
+    """Unlink a file or symlink; leave directories alone. True if removed."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            return False
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def commit(
+    output_dir: Path,
+    contents: Mapping[str, str],
+    *,
+    depfile: Path | None = None,
+    depfile_target: str | None = None,
+    inputs: Sequence[Path] = (),
+) -> CommitResult:
+    """Make ``output_dir`` hold exactly ``contents`` among lazygen's files.
+
+    ``contents`` maps a plain file name to its text, written as UTF-8 bytes
+    exactly (no newline translation). With ``depfile``, also write a Make
+    depfile whose target is ``depfile_target`` (default: the first output in
+    sorted order, as ``output_dir/name``) and whose dependencies are
+    ``inputs``, spelled as given.
+    """
+    output_dir = Path(output_dir)
+    # Every check and conversion happens before the first write.
+    for name in contents:
+        if not is_plain_name(name):
+            raise ValueError(f"not a plain output file name: {name!r}")
+    names = sorted(contents)
+    data = {name: contents[name].encode("utf-8") for name in names}
+    dep_bytes = None
+    if depfile is not None:
+        if depfile_target is None:
+            if not names:
+                raise ValueError("a depfile needs a target: give depfile_target or at least one output")
+            depfile_target = os.fspath(output_dir / names[0])
+        dep_bytes = depfile_text(depfile_target, inputs).encode("utf-8")
+    crash_after = _crash_after()
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with _DirLock(output_dir):
+        for name in names:
+            if (output_dir / name).is_dir():
+                raise IsADirectoryError(f"output {output_dir / name} is a directory")
+        old = read_manifest(output_dir)
+        # Record new names before creating them, so a run killed midway still
+        # leaves every file it may have written listed for the next cleanup.
+        if not set(names) <= set(old):
+            _write_if_changed(output_dir / MANIFEST_NAME, _manifest_bytes([*old, *names]))
+
+        written: list[str] = []
+        unchanged: list[str] = []
+        for name in names:
+            if _write_if_changed(output_dir / name, data[name]):
+                written.append(name)
+                if crash_after is not None and len(written) == crash_after:
+                    os._exit(137)
+            else:
+                unchanged.append(name)
+
+        keep = set(names)
+        removed = [name for name in old if name not in keep and _remove_file(output_dir / name)]
+        _write_if_changed(output_dir / MANIFEST_NAME, _manifest_bytes(names))
+
+        if depfile is not None and dep_bytes is not None:
+            depfile = Path(depfile)
+            depfile.parent.mkdir(parents=True, exist_ok=True)
+            _write_if_changed(depfile, dep_bytes)
+
+    return CommitResult(tuple(written), tuple(unchanged), tuple(removed))
