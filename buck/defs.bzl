@@ -28,7 +28,8 @@ def _file_words(flag, value, srcs):
     return [flag, "\"$SRCDIR\"/" + _quote(value)]
 
 def _option_words(flag, value):
-    return [] if value == None else [flag, _quote(value)]
+    # Unset (None or "") keeps lazygen's own default, as in the Bazel rule.
+    return [flag, _quote(value)] if value else []
 
 def _flag_words(flag, enabled):
     return [flag] if enabled else []
@@ -89,7 +90,7 @@ def lazy_codegen(
       gen_forced_fallback_code: `--gen-forced-fallback-code`.
       qualify_names: `--qualify-names`.
       include_prefix: generated files include each other as `<include_prefix/LazyIr.h>`;
-        defaults to the package path joined with `name`.
+        unset means the package path joined with `name`.
       template_dirs: labels of folders (filegroups) of Jinja2 template overrides.
       extra_args: more lazygen arguments, as shell words (Buck2 macros allowed).
       visibility: the genrule's visibility.
@@ -102,7 +103,7 @@ def lazy_codegen(
     if shape_inference_check and not shape_inference_file:
         fail(("lazy_codegen(name = \"%s\"): the shape inference check reads a header, so set " +
               "`shape_inference_file` to it (label or path), or set `shape_inference_check = False`") % name)
-    if include_prefix == None:
+    if not include_prefix:
         package = native.package_name()
         include_prefix = package + "/" + name if package else name
 

@@ -78,6 +78,7 @@ lazy_codegen(
     tags_yaml = "aten/tags.yaml",
     lazygen = "//tools:lazygen",
     shape_inference_check = False,
+    backend_name = "",
     tensor_class = "torch_xla::XLATensor",
     tensor_class_hdr = "it's a header.h",
     impl = "xla_kernels.cpp",
@@ -198,6 +199,7 @@ def test_command_declares_backend_and_autograd(rules):
     assert "--expect-backend 'XLA'" in xla and "--expect-no-autograd" in xla.split()
     assert '-o "$OUT"' in ts
     assert "--no-shape-inference-check" in xla.split() and "--shape-inference-file" not in xla
+    assert "--backend-name" not in xla  # "" means unset, as in the Bazel rule
     assert rules["xla"].attrs["visibility"] == ["PUBLIC"]
     assert "visibility" not in rules["ts_gen"].attrs
 
