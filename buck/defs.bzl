@@ -21,10 +21,10 @@ def _file_words(flag, value, srcs):
     """Words passing one input file; a source path is also added to `srcs`."""
     if _is_label(value):
         return [flag, "\"$(location %s)\"" % value]
-    if value not in srcs:
-        srcs.append(value)
 
-    # The genrule copies srcs under their package-relative paths into $SRCDIR.
+    # srcs as a dict names each file's place in $SRCDIR explicitly: its
+    # path in the package.
+    srcs[value] = value
     return [flag, "\"$SRCDIR\"/" + _quote(value)]
 
 def _option_words(flag, value):
@@ -107,7 +107,7 @@ def lazy_codegen(
         package = native.package_name()
         include_prefix = package + "/" + name if package else name
 
-    srcs = []
+    srcs = {}
     words = ["$(exe %s)" % lazygen]
     words += _file_words("-s", src, srcs)
     words += ["-o", "\"$OUT\""]

@@ -186,9 +186,10 @@ def test_outs_follow_the_shared_naming(rules, name, backend, autograd):
     assert "XLANativeFunctions.h" in _shared_naming("XLA", False)
 
 
-def test_srcs_hold_each_source_path_once_and_no_label(rules):
-    assert rules["ts_gen"].attrs["srcs"] == ["ts_native_functions.yaml", "aten/tags.yaml"]
-    assert rules["xla"].attrs["srcs"] == ["aten/native_functions.yaml", "aten/tags.yaml", "xla_kernels.cpp"]
+def test_srcs_place_each_source_path_at_its_package_path(rules):
+    assert rules["ts_gen"].attrs["srcs"] == {path: path for path in ["ts_native_functions.yaml", "aten/tags.yaml"]}
+    xla_paths = ["aten/native_functions.yaml", "aten/tags.yaml", "xla_kernels.cpp"]
+    assert rules["xla"].attrs["srcs"] == {path: path for path in xla_paths}  # labels go through $(location)
 
 
 def test_command_declares_backend_and_autograd(rules):
