@@ -1,0 +1,250 @@
+"""The dispatcher's C++ API: how a schema's arguments and returns are spelled
+in C++, kernel signatures, and the conversions between the SymInt and int
+spellings of one argument.
+
+C++ types are plain strings here: each spelling is unique, so comparing two
+strings is comparing two types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lazygen.catalogue import NativeFunction
+from lazygen.errors import Unsupported
+from lazygen.schema import Argument, BaseType, FunctionSchema, ListType, OptionalType, Return, Type
+
+_BASE_CPP = {
+    "int": "int64_t",
+    "float": "double",
+    "bool": "bool",
+    "str": "c10::string_view",
+    "Generator": "at::Generator",
+    "ScalarType": "at::ScalarType",
+    "Tensor": "at::Tensor",
+    "DimVector": "at::DimVector",
+    "Layout": "at::Layout",
+    "Device": "at::Device",
+    "DeviceIndex": "at::DeviceIndex",
+    "Scalar": "at::Scalar",
+    "MemoryFormat": "at::MemoryFormat",
+    "QScheme": "at::QScheme",
+    "Storage": "at::Storage",
+    "Stream": "at::Stream",
+    "SymInt": "c10::SymInt",
+    "SymBool": "c10::SymBool",
+}
+
+
+class UnsupportedType(Unsupported):
+    """A schema type the dispatcher's C++ API has no spelling for."""
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """The per-function switches that change C++ spellings."""
+
+    symint: bool = True
+    const_ref_for_mutable_tensors: bool = False
+    ilistref_for_tensor_lists: bool = False
+
+    @staticmethod
+    def of(f: NativeFunction, *, symint: bool = True) -> Flavor:
+        return Flavor(symint, f.use_const_ref_for_mutable_tensors, f.part_of_structured_group)
+
+
+def _value_type(t: Type, symint: bool) -> str | None:
+    """Spelling of a type passed by value, or None if it is not one."""
+    if isinstance(t, BaseType):
+        if t.name in ("Tensor", "Scalar"):
+            return None
+        if t.name == "SymInt":
+            return "c10::SymInt" if symint else "int64_t"
+        if t.name not in _BASE_CPP:
+            raise UnsupportedType(f"type '{t}' has no C++ spelling in the dispatcher API")
+        return _BASE_CPP[t.name]
+    if isinstance(t, OptionalType):
+        elem = _value_type(t.elem, symint)
+        return None if elem is None else f"::std::optional<{elem}>"
+    if isinstance(t, ListType):
+        if str(t.elem) == "bool":
+            if t.size is None:
+                raise UnsupportedType("a 'bool[]' argument needs a size")
+            return f"::std::array<bool,{t.size}>"
+        return None
+    raise UnsupportedType(f"type '{t}' has no C++ spelling in the dispatcher API")
+
+
+def argument_type(t: Type, *, mutable: bool, flavor: Flavor) -> str:
+    """The dispatcher's C++ type for an argument of schema type `t`."""
+    value = _value_type(t, flavor.symint)
+    if value is not None:
+        return value
+    mutable_ref = mutable and not flavor.const_ref_for_mutable_tensors
+    if isinstance(t, BaseType):
+        if t.name == "Tensor":
+            return "at::Tensor &" if mutable_ref else "const at::Tensor &"
+        return "const at::Scalar &"
+    if isinstance(t, OptionalType):
+        elem = str(t.elem)
+        if elem == "Tensor":
+            return "at::Tensor &" if mutable_ref else "const ::std::optional<at::Tensor> &"
+        if elem == "Scalar":
+            return "const ::std::optional<at::Scalar> &"
+        if isinstance(t.elem, ListType) and str(t.elem.elem) == "int":
+            return "at::OptionalIntArrayRef"
+        if isinstance(t.elem, ListType) and str(t.elem.elem) == "SymInt":
+            return "at::OptionalSymIntArrayRef" if flavor.symint else "at::OptionalIntArrayRef"
+        return f"::std::optional<{argument_type(t.elem, mutable=mutable, flavor=flavor)}>"
+    assert isinstance(t, ListType)
+    elem = str(t.elem)
+    if elem == "int":
+        return "at::IntArrayRef"
+    if elem == "SymInt":
+        return "c10::SymIntArrayRef" if flavor.symint else "at::IntArrayRef"
+    if elem == "Tensor":
+        return "const at::ITensorListRef &" if flavor.ilistref_for_tensor_lists else "at::TensorList"
+    if elem == "Scalar":
+        return "at::ArrayRef<at::Scalar>"
+    if elem == "Tensor?":
+        return "const c10::List<::std::optional<at::Tensor>> &"
+    return f"at::ArrayRef<{argument_type(t.elem, mutable=mutable, flavor=flavor)}>"
+
+
+def _return_type(t: Type, *, mutable: bool, flavor: Flavor) -> str:
+    value = _value_type(t, True)  # returns always spell SymInt as SymInt
+    if value is not None:
+        return value
+    if isinstance(t, BaseType):
+        if t.name == "Tensor":
+            if not mutable:
+                return "at::Tensor"
+            return "const at::Tensor &" if flavor.const_ref_for_mutable_tensors else "at::Tensor &"
+        return "at::Scalar"
+    if isinstance(t, ListType):
+        if mutable:
+            raise UnsupportedType("a function cannot return a mutable tensor list")
+        if t.size is not None:
+            raise UnsupportedType(f"fixed-size list return '{t}' has no C++ spelling")
+        return f"::std::vector<{_return_type(t.elem, mutable=False, flavor=flavor)}>"
+    if isinstance(t, OptionalType) and str(t.elem) == "Tensor":
+        return f"::std::optional<{_return_type(t.elem, mutable=mutable, flavor=flavor)}>"
+    raise UnsupportedType(f"return type '{t}' has no C++ spelling")
+
+
+def returns_type(returns: tuple[Return, ...], flavor: Flavor) -> str:
+    if not returns:
+        return "void"
+    types = [_return_type(r.type, mutable=r.is_write, flavor=flavor) for r in returns]
+    return types[0] if len(types) == 1 else f"::std::tuple<{','.join(types)}>"
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A C++ parameter: its expression (usually its name) and its type; `key`
+    is the schema name the parameter stands for."""
+
+    expr: str
+    type: str
+    key: str
+
+    def defn(self) -> str:
+        return f"{self.type} {self.expr}"
+
+
+def kernel_name(func: FunctionSchema) -> str:
+    """The dispatcher API's function name: `add`, `add_`, `add_out`."""
+    return func.name.name + ("_out" if func.is_out_fn() else "")
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A dispatcher-API C++ signature of one schema."""
+
+    func: FunctionSchema
+    flavor: Flavor
+    prefix: str = ""
+
+    def arguments(self) -> list[Binding]:
+        return [
+            Binding(a.name, argument_type(a.type, mutable=a.is_write, flavor=self.flavor), a.name)
+            for a in self.func.arguments.flat_all
+        ]
+
+    def name(self) -> str:
+        return self.prefix + kernel_name(self.func)
+
+    def returns_type(self) -> str:
+        return returns_type(self.func.returns, self.flavor)
+
+    def decl(self, name: str | None = None) -> str:
+        args = ", ".join(b.defn() for b in self.arguments())
+        return f"{self.returns_type()} {name or self.name()}({args})"
+
+
+def argument_schema(func: FunctionSchema, name: str) -> Argument:
+    return next(a for a in func.arguments.flat_all if a.name == name)
+
+
+# How to get a value of one C++ type from a parameter of another type, for
+# the same argument; `{0}` is the parameter.
+_CONVERSIONS = {
+    ("c10::SymInt", "int64_t"): "{0}.guard_int(__FILE__, __LINE__)",
+    ("int64_t", "c10::SymInt"): "{0}",
+    ("::std::optional<c10::SymInt>", "::std::optional<int64_t>"): (
+        "{0}.has_value() ? ::std::make_optional({0}->guard_int(__FILE__, __LINE__)) : ::std::nullopt"
+    ),
+    ("::std::optional<int64_t>", "::std::optional<c10::SymInt>"): (
+        "{0}.has_value() ? ::std::make_optional(c10::SymInt(*{0})) : ::std::nullopt"
+    ),
+    ("c10::SymIntArrayRef", "at::IntArrayRef"): "C10_AS_INTARRAYREF_SLOW({0})",
+    ("at::IntArrayRef", "c10::SymIntArrayRef"): "c10::fromIntArrayRefSlow({0})",
+    ("at::OptionalSymIntArrayRef", "at::OptionalIntArrayRef"): (
+        "{0}.has_value() ? ::std::make_optional(C10_AS_INTARRAYREF_SLOW(*{0})) : ::std::nullopt"
+    ),
+    ("at::OptionalIntArrayRef", "at::OptionalSymIntArrayRef"): (
+        "{0}.has_value() ? ::std::make_optional(c10::fromIntArrayRefSlow(*{0})) : ::std::nullopt"
+    ),
+    ("at::Tensor &", "const at::Tensor &"): "{0}",
+    ("const at::Tensor &", "at::Tensor &"): "const_cast<Tensor&>({0})",
+}
+
+
+class Untranslatable(Unsupported):
+    pass
+
+
+def translate(given: list[Binding], wanted: list[Binding]) -> list[str]:
+    """Expressions for the `wanted` parameters, made from the `given` ones
+    (matched by argument name)."""
+    by_key = {b.key: b for b in given}
+    exprs = []
+    for w in wanted:
+        b = by_key.get(w.key)
+        if b is None:
+            raise Untranslatable(f"no argument '{w.key}' to pass as '{w.type} {w.key}'")
+        if b.type == w.type:
+            exprs.append(b.expr)
+            continue
+        pattern = _CONVERSIONS.get((b.type, w.type))
+        if pattern is None:
+            raise Untranslatable(f"cannot pass '{b.type} {b.key}' as '{w.type}'")
+        exprs.append(pattern.format(b.expr))
+    return exprs
+
+
+def return_names(f: NativeFunction) -> list[str]:
+    """Names for a function's results, as the generated wrappers use them."""
+    names = []
+    func = f.func
+    for i, r in enumerate(func.returns):
+        if func.name.inplace:
+            names.append("self")
+        elif func.is_out_fn():
+            names.append(func.arguments.out[i].name)
+        elif r.name:
+            clash = any(r.name == a.name for a in func.arguments.flat_all)
+            names.append(f"{r.name}_return" if clash else r.name)
+        else:
+            names.append("result" if len(func.returns) == 1 else f"result{i}")
+    return names

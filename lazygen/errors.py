@@ -1,0 +1,39 @@
+"""User-facing errors. A user mistake becomes a `UserError` holding one or
+more diagnostics; the CLI prints them as `path:line:col: error: message` and
+exits 1. Any other exception escaping is a bug in lazygen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    path: str
+    line: int | None
+    col: int | None
+    message: str
+    hint: str | None = None
+
+    def format(self) -> str:
+        where = self.path
+        if self.line is not None:
+            where += f":{self.line}:{self.col or 1}"
+        text = f"{where}: error: {self.message}"
+        if self.hint:
+            text += f"\n{where}: note: {self.hint}"
+        return text
+
+
+class UserError(Exception):
+    def __init__(self, *diagnostics: Diagnostic) -> None:
+        super().__init__("\n".join(d.format() for d in diagnostics))
+        self.diagnostics = diagnostics
+
+    @staticmethod
+    def at(path: str, line: int | None, col: int | None, message: str, hint: str | None = None) -> UserError:
+        return UserError(Diagnostic(str(path), line, col, message, hint))
+
+
+class Unsupported(ValueError):
+    """The generator cannot produce code for an operator; the message says why."""

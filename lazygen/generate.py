@@ -1,0 +1,322 @@
+"""The generator: inputs -> checked model -> rendered contents.
+
+`render_outputs` does all the work that can fail on user input and returns
+the text of every output without writing anything; lazygen.api commits it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lazygen import plan
+from lazygen.backend import BackendSpec, CheckedBackend, check_backend, parse_backend, supports_symint
+from lazygen.catalogue import Catalogue, NativeFunction, functions_of
+from lazygen.cpp import Flavor, Signature
+from lazygen.errors import Diagnostic, Unsupported, UserError
+from lazygen.ir_view import IrNode, Names, ir_node
+from lazygen.kernel_view import Kernel, KernelContext, kernel, shape_declaration, uses_meta_shapes
+from lazygen.lazy import NON_NATIVE_PROPERTIES, lazy_ir_schema
+from lazygen.locate import torch_include_dir
+from lazygen.options import Options
+from lazygen.register_view import WrapperError, wrappers
+from lazygen.render import make_environment
+
+_LAZY_IR_SYSINC = (
+    "ATen/core/Formatting.h",
+    "c10/core/ScalarType.h",
+    "torch/csrc/lazy/core/hash.h",
+    "torch/csrc/lazy/core/ir.h",
+    "torch/csrc/lazy/core/shape.h",
+    "optional",
+    "vector",
+)
+_NON_NATIVE_INC = (
+    "torch/csrc/lazy/core/ir.h",
+    "torch/csrc/lazy/core/ir_builder.h",
+    "torch/csrc/lazy/core/internal_ops/ltc_ops.h",
+    "torch/csrc/lazy/core/shape_inference.h",
+)
+_KERNEL_INC = (
+    "ATen/Functions.h",
+    "ATen/native/TensorConversions.h",
+    "ATen/NativeFunctions.h",
+    "ATen/CompositeExplicitAutogradNonFunctionalFunctions.h",
+    "ATen/MetaFunctions.h",
+    "ATen/Operators.h",
+    "ATen/native/CPUFallback.h",
+    "torch/csrc/lazy/core/ir_builder.h",
+    "torch/csrc/lazy/core/lazy_graph_executor.h",
+    "torch/csrc/lazy/core/metrics.h",
+    "torch/csrc/lazy/core/shape.h",
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    contents: dict[str, str]  # file name -> text
+    inputs: tuple[Path, ...]  # every file read besides the catalogue
+
+
+def namespace_lines(namespace: str) -> tuple[str, str]:
+    parts = namespace.split("::")
+    prologue = "\n".join(f"namespace {p} {{" for p in parts)
+    epilogue = "\n".join(f"}} // namespace {p}" for p in reversed(parts))
+    return prologue, epilogue
+
+
+def generated_include_dir(options: Options) -> str:
+    """How generated files name each other's folder in #include lines."""
+    return options.include_prefix if options.include_prefix is not None else os.fspath(options.output_dir)
+
+
+class _Problems:
+    """Collects every diagnostic of a run, so all are reported at once."""
+
+    def __init__(self, spec: BackendSpec, checked: CheckedBackend) -> None:
+        self.spec = spec
+        self.checked = checked
+        self.items: list[Diagnostic] = []
+
+    def op(self, f: NativeFunction, section: str, message: str, hint: str | None = None) -> None:
+        entry = self.checked.lines.get(f.name)
+        line, col = (entry.line, entry.col) if entry else (None, None)
+        self.items.append(Diagnostic(self.spec.path, line, col, message, hint))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise UserError(*sorted(self.items, key=lambda d: (d.line or 0, d.col or 0)))
+
+
+def build_views(options: Options, catalogue: Catalogue, checked: CheckedBackend, problems: _Problems) -> dict:
+    spec = checked.spec
+    names = Names(options.qualify_names)
+    node_base = "torch::lazy::Node" if options.qualify_names and options.node_base == "Node" else options.node_base
+    index = checked.backend_index
+    class_name = f"{spec.backend}NativeFunctions"
+    ctx = KernelContext(options, class_name, names)
+
+    nodes: list[IrNode] = []
+    kernels: list[Kernel] = []
+    shape_decls: list[tuple[NativeFunction, str]] = []
+    ir_ops = set(checked.full_codegen) | set(checked.ir_gen)
+    full = set(checked.full_codegen)
+    for item in catalogue.grouped:
+        for f in functions_of(item):
+            if f.name not in ir_ops:
+                continue
+            kernel_name = index.kernel(f)
+            symint = supports_symint(kernel_name)
+            section = "full_codegen" if f.name in full else "ir_gen"
+            try:
+                schema = lazy_ir_schema(f.func, value_class=options.lazy_value_class, symint=symint)
+                nodes.append(ir_node(schema, node_base=node_base, use_lazy_shape=options.use_lazy_shape,
+                                     ts_lowerings=options.gen_ts_lowerings, names=names))
+                if f.name in full:
+                    assert kernel_name is not None
+                    kernels.append(kernel(ctx, f, schema, kernel_name, symint))
+                    if not uses_meta_shapes(f):
+                        shape_decls.append((f, shape_declaration(f, kernel_name, symint)))
+            except Unsupported as err:
+                problems.op(f, section, f"cannot generate code for '{f.name}' under '{section}': {err}",
+                            f"its schema: {f.func}")
+
+    non_native_nodes: list[IrNode] = []
+    for entry in spec.non_native:
+        try:
+            schema = lazy_ir_schema(entry.func, value_class=options.lazy_value_class, symint=True,
+                                    properties=NON_NATIVE_PROPERTIES.with_set(*entry.properties), opkind=entry.opkind)
+            non_native_nodes.append(ir_node(schema, node_base=node_base, use_lazy_shape=options.use_lazy_shape,
+                                            ts_lowerings=options.gen_ts_lowerings, names=names))
+        except Unsupported as err:
+            problems.items.append(Diagnostic(spec.path, entry.line, entry.col, f"cannot generate an IR node for non_native '{entry.func.name}': {err}"))
+
+    declarations: list[str] = []
+    autograd_declarations: list[str] = []
+    for idx, target in ((index, declarations), (checked.autograd_index, autograd_declarations)):
+        if idx is None:
+            continue
+        for f in catalogue.functions:
+            k = idx.kernel(f)
+            if k is None:
+                continue
+            try:
+                target.append(f"static {Signature(f.func, Flavor.of(f, symint=supports_symint(k))).decl(k)};")
+            except Unsupported as err:
+                problems.op(f, "supported", f"cannot declare a kernel for '{f.name}': {err}")
+
+    register = {}
+    for idx in (index, checked.autograd_index):
+        if idx is None:
+            continue
+        try:
+            register[idx.dispatch_key] = wrappers(catalogue, idx, spec.cpp_namespace, class_name)
+        except WrapperError as err:
+            listed = err.group.functional if err.group is not None and idx.kernel(err.func) is None else err.func
+            problems.op(listed, "supported", f"cannot register '{listed.name}' for {idx.dispatch_key}: {err}")
+
+    return {
+        "nodes": nodes,
+        "non_native_nodes": non_native_nodes,
+        "kernels": kernels,
+        "shape_decls": shape_decls,
+        "declarations": sorted(set(declarations)) + sorted(set(autograd_declarations)),
+        "register": register,
+        "names": names,
+        "class_name": class_name,
+    }
+
+
+def shape_header_file(options: Options) -> Path:
+    """The file the shape-inference check reads. A relative
+    --shape-inference-hdr is looked up in the working directory first (as
+    torchgen does), then in torch's include folder."""
+    if options.shape_inference_file is not None:
+        return Path(options.shape_inference_file)
+    assert options.shape_inference_hdr is not None
+    hdr = Path(options.shape_inference_hdr)
+    if hdr.is_absolute() or hdr.exists():
+        return hdr
+    include = torch_include_dir()
+    if include is not None and (include / hdr).exists():
+        return include / hdr
+    return hdr
+
+
+def check_shape_inference(options: Options, views: dict, problems: _Problems) -> Path | None:
+    if not options.check_shape_inference or options.shape_inference_hdr is None or not views["shape_decls"]:
+        return None
+    path = shape_header_file(options)
+    try:
+        lines = set(path.read_text(encoding="utf-8").split("\n"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError.at(str(path), None, None, f"cannot read the shape inference header: {getattr(err, 'strerror', None) or err}",
+                           "pass it with --shape-inference-file, or skip the check with --no-shape-inference-check") from None
+    for f, decl in views["shape_decls"]:
+        if decl not in lines:
+            problems.op(f, "full_codegen", f"no shape function for '{f.name}' in {options.shape_inference_hdr}; declare: {decl}",
+                        "or write the missing declarations with --write-missing-shapes FILE")
+    return path
+
+
+def check_kernels(options: Options, catalogue: Catalogue, checked: CheckedBackend, class_name: str, problems: _Problems) -> Path | None:
+    """Every supported/autograd kernel (not full_codegen) must be defined in the impl file."""
+    if options.impl_path is None:
+        return None
+    path = Path(options.impl_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError.at(str(path), None, None, f"cannot read the kernel implementation file: {getattr(err, 'strerror', None) or err}") from None
+    full = set(checked.full_codegen)
+    expected: dict[str, list[NativeFunction]] = {}
+    kernels = dict(checked.backend_index.kernels)
+    if checked.autograd_index is not None:
+        kernels.update(checked.autograd_index.kernels)
+    for f in catalogue.functions:
+        if f.name in kernels and f.name not in full:
+            expected.setdefault(kernels[f.name], []).append(f)
+    pattern = re.compile(rf"(.*){re.escape(class_name)}::\s*([\w\d]*)\(")
+    found: dict[str, int] = {}
+    for before, name in pattern.findall(text):
+        if not before.endswith(":"):
+            found[name] = found.get(name, 0) + 1
+    for name, funcs in expected.items():
+        have = found.get(name, 0)
+        if have != len(funcs):
+            decls = "; ".join(Signature(f.func, Flavor.of(f)).decl() for f in funcs)
+            problems.op(funcs[0], "supported",
+                        f"{path} defines {have} kernel(s) named {class_name}::{name}, expected {len(funcs)} (for {', '.join(str(f.name) for f in funcs)})",
+                        f"expected signature(s): {decls}")
+    return path
+
+
+def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) -> Rendered:
+    checked = check_backend(spec, catalogue)
+    depth = len(spec.cpp_namespace.split("::"))
+    if depth > 2 and not options.qualify_names:
+        ns_line = spec.backend_line
+        raise UserError.at(spec.path, ns_line, 1, f"cpp_namespace '{spec.cpp_namespace}' has {depth} levels; torchgen's output supports at most 2",
+                           "pass --qualify-names to generate code that compiles in any namespace")
+    problems = _Problems(spec, checked)
+    views = build_views(options, catalogue, checked, problems)
+    inputs: list[Path] = []
+    shape_file = check_shape_inference(options, views, problems)
+    if shape_file is not None:
+        inputs.append(shape_file)
+    impl_file = check_kernels(options, catalogue, checked, views["class_name"], problems)
+    if impl_file is not None:
+        inputs.append(impl_file)
+    problems.raise_if_any()
+
+    env = make_environment(options.template_dirs)
+    prologue, epilogue = namespace_lines(spec.cpp_namespace)
+    gen_dir = generated_include_dir(options)
+    key = spec.backend
+    common = {"options": options, "names": views["names"], "namespace_prologue": prologue,
+              "namespace_epilogue": epilogue, "generated_by": options.generated_by}
+    contents: dict[str, str] = {}
+    contents["LazyIr.h"] = env.get_template("LazyIr.h.j2").render(
+        common,
+        sysincludes=[f"#include <{p}>" for p in _LAZY_IR_SYSINC],
+        user_includes=[f'#include "{options.node_base_hdr}"'] if options.node_base_hdr is not None else [],
+        nodes=views["nodes"],
+    )
+    contents["LazyNonNativeIr.h"] = env.get_template("LazyNonNativeIr.h.j2").render(
+        common,
+        includes=[f"#include <{p}>" for p in _NON_NATIVE_INC + ((options.node_base_hdr,) if options.node_base_hdr else ())],
+        nodes=views["non_native_nodes"],
+    )
+    contents[f"{key}NativeFunctions.h"] = env.get_template("NativeFunctions.h.j2").render(
+        common, class_name=views["class_name"], declarations=views["declarations"]
+    )
+    kernel_includes = [options.tensor_class_hdr]
+    if options.shape_inference_hdr is not None:
+        kernel_includes.append(options.shape_inference_hdr)
+    kernel_includes += list(_KERNEL_INC) + [f"{gen_dir}/{key}NativeFunctions.h", f"{gen_dir}/LazyIr.h"]
+    if options.gen_forced_fallback_code:
+        kernel_includes.append("torch/csrc/lazy/ts_backend/ts_eager_fallback.h")
+    contents[f"{key}NativeFunctions.cpp"] = env.get_template("NativeFunctions.cpp.j2").render(
+        common, includes=[f"#include <{p}>" for p in kernel_includes], kernels=views["kernels"]
+    )
+    header = f"{gen_dir}/{key}NativeFunctions.h"
+    for dispatch_key, ws in views["register"].items():
+        contents[f"Register{dispatch_key}.cpp"] = env.get_template("Register.cpp.j2").render(
+            common,
+            dispatch_key=dispatch_key,
+            backend_name=options.backend_name,
+            external_backend_headers=f"#include <{header}>" if options.build_in_tree else f'#include "{header}"',
+            dispatch_headers=(
+                ["#include <ATen/ops/as_strided_native.h>", "#include <ATen/ops/empty.h>", "#include <ATen/ops/empty_strided.h>",
+                 "#include <ATen/ops/_copy_from_and_resize.h>", "#include <ATen/ops/_copy_from.h>"]
+                if options.per_operator_headers
+                else ["#include <ATen/NativeFunctions.h>", "#include <ATen/Functions.h>"]
+            )
+            + ["#include <c10/macros/Macros.h>"],
+            ops_headers="" if options.per_operator_headers else "#include <ATen/Functions.h>",
+            wrappers=ws,
+        )
+    expected = plan.output_names(key, spec.has_autograd)
+    assert sorted(contents) == sorted(expected), (sorted(contents), expected)
+    return Rendered(contents, tuple(inputs) + tuple(_template_inputs(options)))
+
+
+def _template_inputs(options: Options) -> list[Path]:
+    from lazygen.render import template_files
+
+    return template_files(options.template_dirs)
+
+
+def load_spec(options: Options) -> BackendSpec:
+    spec = parse_backend(Path(options.source_yaml))
+    if options.expect_backend is not None and options.expect_backend != spec.backend:
+        raise UserError.at(spec.path, spec.backend_line, 1,
+                           f"the yaml says 'backend: {spec.backend}' but the build expects '{options.expect_backend}'",
+                           "make the build rule's `backend` attribute match the yaml")
+    if options.expect_autograd is not None and options.expect_autograd != spec.has_autograd:
+        has = "has" if spec.has_autograd else "has no"
+        raise UserError.at(spec.path, 1, 1, f"the yaml {has} 'autograd' section but the build expects autograd = {options.expect_autograd}",
+                           "make the build rule's `autograd` attribute match the yaml")
+    return spec

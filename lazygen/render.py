@@ -1,0 +1,67 @@
+"""Jinja2 rendering: the environment, its filters, and one call per output.
+
+Templates live in lazygen/templates and are reachable both by their plain
+name and as "lazygen/<name>"; folders given with --template-dir come first
+for plain names, so an override named like a stock template can extend it
+with {% extends "lazygen/<name>" %} and replace just some blocks.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import jinja2
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+# Separates the elements of a list rendered inside {% filter codeblock %}.
+SEP = "\x1e"
+
+
+def codeblock(value: object, indent: str = "") -> str:
+    """Lay out a value the way torchgen's code templates lay out a
+    substitution at the start of a line: each element's lines, indented,
+    right-stripped, the whole right-stripped."""
+    if isinstance(value, str) and SEP in value:
+        *items, rest = value.split(SEP)
+        if rest.strip():
+            raise ValueError("text after the last element of a codeblock")
+    elif isinstance(value, str):
+        items = [value]
+    else:
+        items = [str(v) for v in value]
+    lines = [line for item in items for line in item.splitlines()]
+    content = textwrap.indent("\n".join(lines), indent)
+    return "\n".join(line.rstrip() for line in content.splitlines()).rstrip()
+
+
+def make_environment(template_dirs: Sequence[Path] = ()) -> jinja2.Environment:
+    stock = jinja2.FileSystemLoader(str(TEMPLATE_DIR))
+    loader = jinja2.ChoiceLoader(
+        [
+            jinja2.PrefixLoader({"lazygen": stock}),
+            jinja2.FileSystemLoader([str(d) for d in template_dirs]),
+            stock,
+        ]
+    )
+    env = jinja2.Environment(
+        loader=loader,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+    env.filters["codeblock"] = codeblock
+    env.globals["SEP"] = SEP
+    return env
+
+
+def template_files(template_dirs: Iterable[Path]) -> list[Path]:
+    """Every file in the override folders (they are inputs of the run)."""
+    files = []
+    for d in template_dirs:
+        files += sorted(p for p in Path(d).rglob("*") if p.is_file())
+    return files

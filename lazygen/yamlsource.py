@@ -1,0 +1,116 @@
+"""Reading a user's yaml file into plain values that remember where they
+came from (line and column), with every failure turned into a diagnostic.
+
+Only plain YAML is accepted: maps, lists and scalars with the standard tags.
+A tag that would construct an object is an error, and a document whose
+aliases expand into too many nodes (an "alias bomb") is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import yaml
+
+from lazygen.errors import UserError
+
+try:
+    _Loader = yaml.CSafeLoader
+except AttributeError:  # PyYAML built without libyaml
+    _Loader = yaml.SafeLoader  # type: ignore[misc]
+
+# Far more nodes than any backend yaml has, far fewer than an alias bomb expands to.
+MAX_NODES = 200_000
+
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+
+
+@dataclass(frozen=True)
+class Located:
+    """A value and its 1-based position in the file."""
+
+    value: Union[str, int, float, bool, None, list, dict]
+    line: int
+    col: int
+
+
+def read_text(path: Path) -> str:
+    """The file's text, or a diagnostic for a missing, unreadable or non-UTF-8 file."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserError.at(str(path), None, None, f"cannot read file: {err.strerror or err}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        before = data[: err.start]
+        line = before.count(b"\n") + 1
+        col = err.start - (before.rfind(b"\n") + 1) + 1
+        raise UserError.at(str(path), line, col, "file is not valid UTF-8") from None
+
+
+def load(path: Path, text: str | None = None) -> Located:
+    """Parse one YAML document into Located values (dict keys are plain strings)."""
+    if text is None:
+        text = read_text(path)
+    if not text.strip():
+        raise UserError.at(str(path), 1, 1, "file is empty", "a backend yaml needs at least 'backend:' and 'cpp_namespace:'")
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        problem = err.problem or "invalid YAML"
+        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise UserError.at(str(path), line, col, f"invalid YAML: {problem}") from None
+    except yaml.YAMLError as err:
+        raise UserError.at(str(path), None, None, f"invalid YAML: {err}") from None
+    if node is None:
+        raise UserError.at(str(path), 1, 1, "file holds no YAML document")
+    return _Converter(path).convert(node)
+
+
+class _Converter:
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.count = 0
+        self.constructor = yaml.SafeLoader("")  # only used to construct standard scalars
+
+    def error(self, node: yaml.Node, message: str) -> UserError:
+        return UserError.at(self.path, node.start_mark.line + 1, node.start_mark.column + 1, message)
+
+    def convert(self, node: yaml.Node) -> Located:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise self.error(node, f"document expands to more than {MAX_NODES} nodes (YAML aliases?)")
+        line, col = node.start_mark.line + 1, node.start_mark.column + 1
+        if isinstance(node, yaml.MappingNode):
+            if node.tag != "tag:yaml.org,2002:map":
+                raise self.error(node, f"YAML tag '{node.tag}' is not allowed here")
+            out: dict[str, tuple[Located, Located]] = {}
+            for key_node, value_node in node.value:
+                key = self.convert(key_node)
+                if not isinstance(key.value, str):
+                    raise self.error(key_node, f"mapping key {key.value!r} is not a string")
+                if key.value in out:
+                    raise self.error(key_node, f"duplicate key '{key.value}'")
+                out[key.value] = (key, self.convert(value_node))
+            return Located(out, line, col)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != "tag:yaml.org,2002:seq":
+                raise self.error(node, f"YAML tag '{node.tag}' is not allowed here")
+            return Located([self.convert(n) for n in node.value], line, col)
+        if node.tag not in _SCALAR_TAGS:
+            raise self.error(node, f"YAML tag '{node.tag}' is not allowed here")
+        try:
+            value = self.constructor.construct_object(node)
+        except yaml.YAMLError as err:
+            raise self.error(node, f"bad value: {err}") from None
+        return Located(value, line, col)
