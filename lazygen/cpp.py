@@ -210,6 +210,14 @@ _CONVERSIONS = {
 }
 
 
+_FROM_OUT = {
+    "dtype": ("::std::optional<at::ScalarType>", "{0}.scalar_type()"),
+    "layout": ("::std::optional<at::Layout>", "{0}.layout()"),
+    "device": ("::std::optional<at::Device>", "{0}.device()"),
+    "pin_memory": ("::std::optional<bool>", "::std::nullopt"),
+}
+
+
 class Untranslatable(Unsupported):
     pass
 
@@ -221,6 +229,10 @@ def translate(given: list[Binding], wanted: list[Binding]) -> list[str]:
     exprs = []
     for w in wanted:
         b = by_key.get(w.key)
+        if b is None and w.key in _FROM_OUT and w.type == _FROM_OUT[w.key][0] and "out" in by_key:
+            # An out= variant has no tensor options: they are the out tensor's.
+            exprs.append(_FROM_OUT[w.key][1].format(by_key["out"].expr))
+            continue
         if b is None:
             raise Untranslatable(f"no argument '{w.key}' to pass as '{w.type} {w.key}'")
         if b.type == w.type:

@@ -55,6 +55,7 @@ def make_environment(template_dirs: Sequence[Path] = ()) -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["codeblock"] = codeblock
+    env.filters["split_lines"] = lambda text: text.split("\n")
     env.globals["SEP"] = SEP
     return env
 

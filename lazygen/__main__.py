@@ -1,0 +1,5 @@
+import sys
+
+from lazygen.cli import main
+
+sys.exit(main())

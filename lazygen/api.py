@@ -1,0 +1,150 @@
+"""The Python API: generate(Options) -> Result, list_outputs, and the
+drop-in replacement for torchgen's run_gen_lazy_tensor."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lazygen import fastpath, plan
+from lazygen.errors import UserError
+from lazygen.locate import default_aten_path
+from lazygen.options import DEFAULT_SHAPE_INFERENCE_HDR, Options
+
+
+@dataclass(frozen=True)
+class Result:
+    written: tuple[str, ...]  # output file names whose content changed
+    unchanged: tuple[str, ...]  # output file names left as they were
+    removed: tuple[str, ...]  # stale outputs of an earlier run, deleted
+    inputs: tuple[Path, ...]  # every file the run read (the depfile's dependencies)
+    outputs: tuple[Path, ...]  # every output path
+
+
+def catalogue_files(options: Options) -> tuple[Path, Path]:
+    """native_functions.yaml and tags.yaml, from the options or the installed torchgen."""
+    aten = Path(options.aten_path) if options.aten_path is not None else None
+    if aten is None and (options.native_functions is None or options.tags_yaml is None):
+        aten = default_aten_path()
+        if aten is None:
+            raise UserError.at(
+                str(options.source_yaml), None, None,
+                "cannot find PyTorch's operator catalogue (native_functions.yaml): no torchgen package is installed",
+                "pass --aten-path DIR (the folder holding native/native_functions.yaml), "
+                "or --native-functions FILE and --tags-yaml FILE",
+            )
+    native = Path(options.native_functions) if options.native_functions is not None else aten / "native" / "native_functions.yaml"
+    tags = Path(options.tags_yaml) if options.tags_yaml is not None else aten / "native" / "tags.yaml"
+    return native, tags
+
+
+def list_outputs(options: Options) -> list[Path]:
+    """The output paths a run with these options writes; reads only the
+    yaml's `backend:` and whether it has an `autograd:` section."""
+    from lazygen.backend import read_backend_header
+
+    backend, autograd = read_backend_header(Path(options.source_yaml))
+    return [Path(options.output_dir) / name for name in plan.output_names(backend, autograd)]
+
+
+def generate(options: Options) -> Result:
+    """Check everything, then bring the output folder up to date (or, with
+    dry_run, only check). Raises UserError for mistakes in the inputs."""
+    from lazygen.catalogue_cache import load_catalogue
+    from lazygen.commit import commit
+    from lazygen.generate import load_spec, render_outputs
+
+    spec = load_spec(options)
+    native, tags = catalogue_files(options)
+    catalogue = load_catalogue(native, tags)
+    rendered = render_outputs(options, catalogue, spec)
+    inputs = (Path(options.source_yaml), native, tags) + rendered.inputs
+    out_dir = Path(options.output_dir)
+    names = plan.output_names(spec.backend, spec.has_autograd)
+    outputs = tuple(out_dir / n for n in names)
+    if options.dry_run:
+        return Result((), (), (), inputs, outputs)
+    result = commit(
+        out_dir,
+        rendered.contents,
+        depfile=Path(options.depfile) if options.depfile is not None else None,
+        depfile_target=os.fspath(outputs[0]),
+        inputs=[os.fspath(p) for p in inputs],
+    )
+    fastpath.record(options, inputs, outputs)
+    return Result(tuple(result.written), tuple(result.unchanged), tuple(result.removed), inputs, outputs)
+
+
+def run_gen_lazy_tensor(
+    aten_path: str,
+    source_yaml: str,
+    output_dir: str,
+    dry_run: bool = False,
+    impl_path: str | None = None,
+    node_base: str = "Node",
+    node_base_hdr: str | None = None,
+    tensor_class: str = "torch::lazy::LazyTensor",
+    tensor_class_hdr: str = "torch/csrc/lazy/core/tensor.h",
+    shape_inference_hdr: str | None = DEFAULT_SHAPE_INFERENCE_HDR,
+    gen_ts_lowerings: bool = False,
+    build_in_tree: bool = False,
+    per_operator_headers: bool = False,
+    backend_name: str = "TorchScript",
+    gen_forced_fallback_code: bool = False,
+    use_lazy_shape: bool = True,
+    backend_namespace: str = "torch::lazy",
+    get_tensorlist: str = "GetTensorList",
+    get_tensor_or_wrap_number: str = "GetLtcTensorOrCreateForWrappedNumber",
+    try_get_tensor: str = "TryGetLtcTensor",
+    metrics_counter: str = 'TORCH_LAZY_FN_COUNTER("lazy::")',
+    create_tensor: str = "LazyTensor::Create",
+    create_from_first_tensor: bool = False,
+    create_aten_from_ltc_tensor: str = "torch::lazy::CreateAtenFromLtcTensor",
+    tuple_aten_from_ltc_tensors: str = "torch::lazy::TupleAtenFromLtcTensors",
+    lazy_value_class: str = "torch::lazy::Value",
+    lazy_tensor_ptr: str = "LazyTensorPtr",
+    get_device_fn: str = "torch::lazy::GetBackendDevice",
+    check_shape_inference: bool = True,
+    generated_by: str = "lazygen",
+    template_dirs: tuple = (),
+) -> None:
+    """torchgen 2.13's run_gen_lazy_tensor, same keywords and defaults
+    (gen_ts_lowerings replaces lazy_ir_generator). Raises UserError on bad input."""
+    options = Options(
+        source_yaml=Path(source_yaml),
+        output_dir=os.fspath(output_dir),
+        aten_path=Path(aten_path) if aten_path is not None else None,
+        dry_run=dry_run,
+        impl_path=Path(impl_path) if impl_path is not None else None,
+        node_base=node_base,
+        node_base_hdr=node_base_hdr,
+        tensor_class=tensor_class,
+        tensor_class_hdr=tensor_class_hdr,
+        shape_inference_hdr=shape_inference_hdr,
+        check_shape_inference=check_shape_inference and shape_inference_hdr is not None,
+        gen_ts_lowerings=gen_ts_lowerings,
+        build_in_tree=build_in_tree,
+        per_operator_headers=per_operator_headers,
+        backend_name=backend_name,
+        gen_forced_fallback_code=gen_forced_fallback_code,
+        use_lazy_shape=use_lazy_shape,
+        backend_namespace=backend_namespace,
+        get_tensorlist=get_tensorlist,
+        get_tensor_or_wrap_number=get_tensor_or_wrap_number,
+        try_get_tensor=try_get_tensor,
+        metrics_counter=metrics_counter,
+        create_tensor=create_tensor,
+        create_from_first_tensor=create_from_first_tensor,
+        create_aten_from_ltc_tensor=create_aten_from_ltc_tensor,
+        tuple_aten_from_ltc_tensors=tuple_aten_from_ltc_tensors,
+        lazy_value_class=lazy_value_class,
+        lazy_tensor_ptr=lazy_tensor_ptr,
+        get_device_fn=get_device_fn,
+        generated_by=generated_by,
+        template_dirs=tuple(Path(d) for d in template_dirs),
+    )
+    generate(options)
+
+
+__all__ = ["Options", "Result", "generate", "list_outputs", "run_gen_lazy_tensor", "replace"]
