@@ -2,26 +2,31 @@
 
     import lazygen
     result = lazygen.generate(lazygen.Options(source_yaml=..., output_dir=...))
+
+Names are imported on first use, so that `python -m lazygen` on an
+up-to-date output folder stays fast (see lazygen.fastpath).
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from lazygen.options import Options  # noqa: E402  (light: no yaml, no jinja)
+_LAZY = {
+    "Options": "lazygen.options",
+    "generate": "lazygen.api",
+    "list_outputs": "lazygen.api",
+    "run_gen_lazy_tensor": "lazygen.api",
+    "Result": "lazygen.api",
+    "UserError": "lazygen.errors",
+    "Diagnostic": "lazygen.errors",
+}
 
 
 def __getattr__(name: str):
-    # The API pulls in PyYAML and Jinja2; import it only when used, so the
-    # CLI's no-op fast path stays fast.
-    if name in ("generate", "list_outputs", "run_gen_lazy_tensor", "Result"):
-        from lazygen import api
+    if name in _LAZY:
+        import importlib
 
-        return getattr(api, name)
-    if name in ("UserError", "Diagnostic"):
-        from lazygen import errors
-
-        return getattr(errors, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'lazygen' has no attribute {name!r}")
 
 

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lazygen import fastpath, plan
+from lazygen import plan
 from lazygen.errors import UserError
 from lazygen.locate import default_aten_path
 from lazygen.options import DEFAULT_SHAPE_INFERENCE_HDR, Options
@@ -72,7 +72,6 @@ def generate(options: Options) -> Result:
         depfile_target=os.fspath(outputs[0]),
         inputs=[os.fspath(p) for p in inputs],
     )
-    fastpath.record(options, inputs, outputs)
     return Result(tuple(result.written), tuple(result.unchanged), tuple(result.removed), inputs, outputs)
 
 

@@ -14,8 +14,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lazygen.catalogue import Catalogue, NativeFunction, NativeFunctionsGroup, functions_of
+from lazygen.catalogue import Catalogue, NativeFunction, functions_of
 from lazygen.errors import Diagnostic, UserError
+from lazygen.cpp import kernel_name
 from lazygen.schema import FunctionSchema, OperatorName, SchemaError, parse_schema
 from lazygen.yamlsource import Located, load
 
@@ -265,19 +266,15 @@ def parse_backend(path: Path, doc: Located | None = None) -> BackendSpec:
 
 @dataclass(frozen=True)
 class BackendIndex:
-    """Kernels one dispatch key has: operator -> kernel name."""
+    """Kernels one dispatch key has: operator name ("add.Tensor") -> kernel name."""
 
     dispatch_key: str
-    kernels: dict[OperatorName, str]
+    kernels: dict[str, str]
     use_out_as_primary: bool
     device_guard: bool
 
     def kernel(self, f: NativeFunction) -> str | None:
-        return self.kernels.get(f.name)
-
-    def kernel_of_group(self, g: NativeFunctionsGroup) -> str | None:
-        primary = g.out if self.use_out_as_primary else g.functional
-        return self.kernels.get(primary.name)
+        return self.kernels.get(f.op)
 
 
 def supports_symint(kernel: str | None) -> bool:
@@ -289,28 +286,28 @@ class CheckedBackend:
     spec: BackendSpec
     backend_index: BackendIndex
     autograd_index: BackendIndex | None
-    full_codegen: tuple[OperatorName, ...]
-    ir_gen: tuple[OperatorName, ...]
-    lines: dict[OperatorName, OpEntry]  # where each op was listed first
+    full_codegen: tuple[str, ...]
+    ir_gen: tuple[str, ...]
+    lines: dict[str, OpEntry]  # where each op was listed first
 
     @property
     def backend_key(self) -> str:
         return self.spec.backend
 
 
-def _resolve(spec: BackendSpec, key: str, entry: OpEntry, catalogue: Catalogue, errors: list[Diagnostic]) -> OperatorName | None:
+def _resolve(spec: BackendSpec, key: str, entry: OpEntry, catalogue: Catalogue, errors: list[Diagnostic]) -> str | None:
     try:
         name = OperatorName.parse(entry.text)
     except SchemaError as err:
         errors.append(Diagnostic(spec.path, entry.line, entry.col, f"'{entry.text}' under '{key}' is not an operator name: {err}"))
         return None
-    if name in catalogue.by_name:
-        return name
-    same_base = sorted(str(n) for n in catalogue.by_name if n.name == name.name)
+    if str(name) in catalogue.by_name:
+        return str(name)
+    same_base = sorted(n for n in catalogue.by_name if n.split(".", 1)[0] == name.name)
     if same_base:
         hint = "its overloads are: " + ", ".join(same_base[:12]) + (", ..." if len(same_base) > 12 else "")
     else:
-        close = difflib.get_close_matches(entry.text, [str(n) for n in catalogue.by_name], n=1)
+        close = difflib.get_close_matches(entry.text, list(catalogue.by_name), n=1)
         hint = f"did you mean '{close[0]}'?" if close else None
     errors.append(Diagnostic(spec.path, entry.line, entry.col, f"unknown operator '{entry.text}' under '{key}'", hint))
     return None
@@ -327,11 +324,11 @@ def check_backend(spec: BackendSpec, catalogue: Catalogue) -> CheckedBackend:
         errors.append(Diagnostic(spec.path, spec.autograd[0].line, spec.autograd[0].col,
                                  f"there is no dispatch key 'Autograd{spec.backend}' for the 'autograd' section"))
 
-    resolved: dict[str, list[tuple[OperatorName, OpEntry]]] = {}
-    lines: dict[OperatorName, OpEntry] = {}
+    resolved: dict[str, list[tuple[str, OpEntry]]] = {}
+    lines: dict[str, OpEntry] = {}
     for key in OP_LISTS:
         resolved[key] = []
-        seen: dict[OperatorName, OpEntry] = {}
+        seen: dict[str, OpEntry] = {}
         for entry in getattr(spec, key):
             name = _resolve(spec, key, entry, catalogue, errors)
             if name is None:
@@ -363,10 +360,10 @@ def check_backend(spec: BackendSpec, catalogue: Catalogue) -> CheckedBackend:
             errors.append(Diagnostic(spec.path, entry.line, entry.col, f"'{entry.text}' is under 'symint' but has no SymInt argument",
                                      f"its schema: {f.func}"))
 
-    def index_for(dispatch_key: str, entries: list[tuple[OperatorName, OpEntry]]) -> BackendIndex:
+    def index_for(dispatch_key: str, entries: list[tuple[str, OpEntry]]) -> BackendIndex:
         kernels = {}
         for name, entry in entries:
-            kernel = catalogue.by_name[name].name.name + ("_out" if catalogue.by_name[name].func.is_out_fn() else "")
+            kernel = kernel_name(catalogue.by_name[name].func)
             # torchgen matches the raw text, so `symint` must spell the op as the other list does.
             if entry.text in symint_texts:
                 kernel += "_symint"
@@ -385,12 +382,12 @@ def check_backend(spec: BackendSpec, catalogue: Catalogue) -> CheckedBackend:
     if autograd_index is not None:
         for item in catalogue.grouped:
             fs = functions_of(item)
-            fwd = [f for f in fs if f.name in backend_index.kernels]
-            bwd = [f for f in fs if f.name in autograd_index.kernels]
-            if fwd and bwd and fwd[0].name != bwd[0].name:
-                entry = lines[bwd[0].name]
+            fwd = [f for f in fs if f.op in backend_index.kernels]
+            bwd = [f for f in fs if f.op in autograd_index.kernels]
+            if fwd and bwd and fwd[0].op != bwd[0].op:
+                entry = lines[bwd[0].op]
                 errors.append(Diagnostic(spec.path, entry.line, entry.col,
-                                         f"'{bwd[0].name}' is under 'autograd' but its variant '{fwd[0].name}' is under 'supported'/'full_codegen'",
+                                         f"'{bwd[0].op}' is under 'autograd' but its variant '{fwd[0].op}' is under 'supported'/'full_codegen'",
                                          "all variants of an op go to the backend key or all to its autograd key"))
     if errors:
         raise UserError(*sorted(errors, key=lambda d: (d.line or 0, d.col or 0)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterator, Union
 
 from lazygen.schema import (
@@ -42,9 +43,14 @@ class CatalogueError(ValueError):
 
 @dataclass(frozen=True)
 class NativeFunction:
-    """One entry of native_functions.yaml (or one generated from `autogen`)."""
+    """One entry of native_functions.yaml (or one generated from `autogen`).
 
-    func: FunctionSchema
+    The schema is kept as text and parsed on first use: a run touches only
+    the few hundred functions its backend lists, and the cached catalogue
+    stays small and quick to load."""
+
+    op: str  # the operator name, e.g. "add.Tensor"
+    schema_text: str
     namespace: str
     line: int
     variants: frozenset[str]
@@ -65,13 +71,27 @@ class NativeFunction:
     precomputed: tuple[str, ...] | None = None
     ufunc_inner_loop: tuple[tuple[str, str], ...] = ()
 
+    @cached_property
+    def func(self) -> FunctionSchema:
+        return parse_schema(self.schema_text)
+
     @property
     def name(self) -> OperatorName:
         return self.func.name
 
-    @property
+    @cached_property
     def kind(self) -> Kind:
         return self.func.kind()
+
+    def __getstate__(self) -> dict:
+        # Leave parsed schemas out of pickles (see the class docstring).
+        return {k: v for k, v in self.__dict__.items() if k not in ("func", "kind")}
+
+    @staticmethod
+    def with_schema(func: FunctionSchema, **fields) -> NativeFunction:
+        f = NativeFunction(op=str(func.name), schema_text=str(func), **fields)
+        f.__dict__["func"] = func  # already parsed
+        return f
 
     @property
     def dispatch_keys(self) -> frozenset[str]:
@@ -101,7 +121,7 @@ class NativeFunction:
     def is_view_op(self) -> bool:
         if any(r.annotation is not None and not r.annotation.is_write for r in self.func.returns):
             return True
-        if "inplace_view" in self.tags and str(self.name) not in ("resize_", "resize_as_"):
+        if "inplace_view" in self.tags and self.op not in ("resize_", "resize_as_"):
             return True
         return any(a.annotation is not None and "*" in a.annotation.alias_set_after for a in self.func.arguments.flat_all)
 
@@ -140,13 +160,7 @@ class Catalogue:
     functions: tuple[NativeFunction, ...]  # file order, generated functions last
     grouped: tuple[Grouped, ...]  # sorted the way gen_lazy_tensor sorts them
     dispatch_keys: frozenset[str]  # every key some kernel is registered for
-    by_name: dict[OperatorName, NativeFunction] = field(compare=False, hash=False)
-
-    def group_of(self, name: OperatorName) -> Grouped | None:
-        for item in self.grouped:
-            if any(f.name == name for f in functions_of(item)):
-                return item
-        return None
+    by_name: dict[str, NativeFunction] = field(compare=False, hash=False)  # "add.Tensor" -> function
 
 
 # --------------------------------------------------------------- parsing
@@ -226,8 +240,8 @@ def _parse_entry(e: dict, line: int, valid_tags: frozenset[str]) -> NativeFuncti
 
     autogen_text = _expect(e.pop("autogen", ""), str, "autogen", line)
     precomputed = e.pop("precomputed", None)
-    nf = NativeFunction(
-        func=func,
+    nf = NativeFunction.with_schema(
+        func,
         namespace=namespace,
         line=line,
         variants=variant_set,
@@ -316,8 +330,8 @@ def _generate(base: NativeFunction, kind: Kind) -> NativeFunction:
         tags.add("out")
     if func.name.inplace:
         tags.add("inplace")
-    return NativeFunction(
-        func=func,
+    return NativeFunction.with_schema(
+        func,
         namespace=base.namespace,
         line=base.line,
         variants=frozenset({"function"}),
@@ -329,12 +343,12 @@ def _generate(base: NativeFunction, kind: Kind) -> NativeFunction:
     )
 
 
-def _pre_group(functions: list[NativeFunction]) -> dict[FunctionSchema, dict[Kind, NativeFunction]]:
-    groups: dict[FunctionSchema, dict[Kind, NativeFunction]] = {}
+def _pre_group(functions: list[NativeFunction]) -> dict[str, dict[Kind, NativeFunction]]:
+    groups: dict[str, dict[Kind, NativeFunction]] = {}
     for f in functions:
-        d = groups.setdefault(f.func.signature(), {})
+        d = groups.setdefault(f.func.signature_key(), {})
         if f.kind in d:
-            raise CatalogueError(f"two {f.kind.value} variants of '{f.func.signature()}'", f.line)
+            raise CatalogueError(f"two {f.kind.value} variants of '{f.func.signature_key()}'", f.line)
         d[f.kind] = f
     return groups
 
@@ -344,14 +358,14 @@ def _add_autogen(functions: list[NativeFunction]) -> None:
     for d in _pre_group(functions).values():
         if all(f.manual_cpp_binding for f in d.values()):
             continue
-        if any(f.is_view_op and f.name.name != "set_" for f in d.values()):
+        if any(f.is_view_op and f.op.split(".", 1)[0] != "set_" for f in d.values()):
             continue
         is_core = any("core" in f.tags for f in d.values())
         if all(f.has_composite_implicit_autograd_kernel for f in d.values()) and not is_core:
             continue
         if Kind.out in d and len(d) == 1:
             continue
-        if Kind.inplace in d and str(d[Kind.inplace].name) in _INPLACE_NOT_GROUPED:
+        if Kind.inplace in d and d[Kind.inplace].op in _INPLACE_NOT_GROUPED:
             continue
         base = d.get(Kind.mutable) or d.get(Kind.inplace) or d.get(Kind.out) or d.get(Kind.functional)
         if base is None:
@@ -387,7 +401,7 @@ def _group(functions: list[NativeFunction]) -> list[Grouped]:
 
 def _sort_key(item: Grouped) -> str:
     f = item.functional if isinstance(item, NativeFunctionsGroup) else item
-    return f.name.name
+    return f.op.split(".", 1)[0]
 
 
 def build_catalogue(native_entries: object, tag_entries: object) -> Catalogue:
@@ -403,4 +417,4 @@ def build_catalogue(native_entries: object, tag_entries: object) -> Catalogue:
     _add_autogen(functions)
     grouped = sorted(_group(functions), key=_sort_key)
     keys = frozenset(k for f in functions for k in f.dispatch_keys)
-    return Catalogue(tuple(functions), tuple(grouped), keys, {f.name: f for f in functions})
+    return Catalogue(tuple(functions), tuple(grouped), keys, {f.op: f for f in functions})

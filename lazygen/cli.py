@@ -6,13 +6,17 @@ Exit status: 0 on success, 1 for a mistake in the inputs (reported as
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from lazygen.options import CUSTOMISATION_KEYWORDS, DEFAULT_SHAPE_INFERENCE_HDR, Options
+if TYPE_CHECKING:
+    import argparse
+
+    from lazygen.options import Options
+
+# This module is imported on every run, including no-op runs that must stay
+# fast: argparse, pathlib and the options dataclass are imported on use.
 
 
 def _flag(name: str) -> list[str]:
@@ -22,6 +26,10 @@ def _flag(name: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
+    from lazygen.options import CUSTOMISATION_KEYWORDS, DEFAULT_SHAPE_INFERENCE_HDR, Options
+
     p = argparse.ArgumentParser(prog="lazygen", description="Generate the C++ sources of a PyTorch lazy-tensor backend.")
     p.add_argument("-s", "--source-yaml", "--source_yaml", help="the backend yaml (<backend>_native_functions.yaml)")
     p.add_argument("-o", "--output-dir", "--output_dir", help="folder to write the generated files into")
@@ -70,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
+    from pathlib import Path
+
+    from lazygen.options import CUSTOMISATION_KEYWORDS, Options
+
     custom = {name: getattr(args, name) for name in CUSTOMISATION_KEYWORDS}
     return Options(
         source_yaml=Path(args.source_yaml),
@@ -103,7 +115,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
     )
 
 
-def cmake_dir() -> Path:
+def cmake_dir():
     """Where LazyGenConfig.cmake lives: lazygen/cmake in an installed wheel,
     the repository's cmake/ folder in a source checkout."""
     package = Path(__file__).parent
@@ -113,7 +125,17 @@ def cmake_dir() -> Path:
     return package / "cmake"
 
 
+# Command lines that never take the fast path (they generate nothing).
+_NOT_GENERATING = ("--list-outputs", "--dry-run", "--dry_run", "--cmake-dir", "--version", "-h", "--help", "--write-missing-shapes")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from lazygen import fastpath
+
+    generating = not any(a.split("=", 1)[0] in _NOT_GENERATING for a in argv)
+    if generating and fastpath.is_up_to_date(argv):
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -139,14 +161,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path in list_outputs(options):
                 print(os.fspath(path))
             return 0
-        from lazygen import fastpath
-        from lazygen.api import catalogue_files
-
-        if not options.dry_run and fastpath.is_up_to_date(options, catalogue_files(options)):
-            return 0
-        from lazygen.api import generate
-
-        generate_with_shapes(options, args.write_missing_shapes)
+        result = generate_with_shapes(options, args.write_missing_shapes)
+        if generating:
+            fastpath.record(
+                argv,
+                [os.fspath(p) for p in result.inputs],
+                [os.fspath(p) for p in result.outputs] + ([os.fspath(options.depfile)] if options.depfile else []),
+                folders=[os.fspath(d) for d in options.template_dirs],
+            )
     except UserError as err:
         for d in err.diagnostics:
             print(d.format(), file=sys.stderr)
@@ -154,15 +176,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def generate_with_shapes(options: Options, missing_shapes_file: str | None) -> None:
+def generate_with_shapes(options: Options, missing_shapes_file: str | None):
     from lazygen.api import generate
     from lazygen.errors import UserError
 
     try:
-        generate(options)
+        return generate(options)
     except UserError as err:
         if missing_shapes_file:
             from lazygen.shapes import write_missing_shapes
+
+            from pathlib import Path
 
             write_missing_shapes(err, Path(missing_shapes_file))
         raise

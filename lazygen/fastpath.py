@@ -1,24 +1,42 @@
-"""The no-op fast path: when the options, every input and every output are
-exactly as the last successful run left them, there is nothing to do, and
-the run can stop before importing PyYAML or Jinja2.
+"""The no-op fast path: when a command line, every file it read and every
+file it wrote are exactly as its last successful run left them, there is
+nothing to do, and `lazygen` can exit before importing PyYAML, Jinja2 or
+even argparse.
 
-A state file in the output folder records the last run: an options
-fingerprint, and the size, mtime and inode of every file read and written.
-This module imports nothing heavy."""
+Each successful CLI run records, in the cache folder under a name derived
+from the command line, the command line itself (with the interpreter,
+lazygen's version and the working directory) and the size, mtime and inode
+of every input and output. This module imports only the standard library's
+lightest parts."""
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-from typing import Iterable
-
-from lazygen.options import Options
-
-STATE_NAME = ".lazygen-state"
+import sys
+import zlib
+from typing import Iterable, Sequence
 
 
-def _stat(path: Path) -> list[int] | None:
+def _cache_dir() -> str:
+    if os.environ.get("LAZYGEN_CACHE_DIR"):
+        return os.environ["LAZYGEN_CACHE_DIR"]
+    if os.environ.get("XDG_CACHE_HOME"):
+        return os.path.join(os.environ["XDG_CACHE_HOME"], "lazygen")
+    return os.path.join(os.path.expanduser("~"), ".cache", "lazygen")
+
+
+def _key(argv: Sequence[str]) -> str:
+    from lazygen import __version__
+
+    return json.dumps([__version__, sys.executable, os.getcwd(), list(argv)])
+
+
+def _state_file(key: str) -> str:
+    return os.path.join(_cache_dir(), "runs", f"{zlib.crc32(key.encode()):08x}-{len(key)}.json")
+
+
+def _stat(path: str) -> list[int] | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -26,52 +44,41 @@ def _stat(path: Path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
-def _fingerprint(options: Options) -> str:
-    from lazygen import __version__
+def _folders(paths: Iterable[str]) -> list[str]:
+    """Folders whose listing matters (template folders): their mtime changes
+    when a file is added or removed."""
+    out = []
+    for p in paths:
+        for root, dirs, _ in os.walk(p):
+            out.append(root)
+    return out
 
-    templates = []
-    for d in options.template_dirs:
-        templates += sorted(str(p) for p in Path(d).rglob("*") if p.is_file())
-    return "\n".join([__version__, os.getcwd(), options.fingerprint(), *templates])
 
-
-def record(options: Options, inputs: Iterable[Path], outputs: Iterable[Path]) -> None:
-    files = [os.fspath(p) for p in inputs]
-    outs = [os.fspath(p) for p in outputs]
-    if options.depfile is not None:
-        outs.append(os.fspath(options.depfile))
-    state = {
-        "fingerprint": _fingerprint(options),
-        "inputs": [[p, _stat(Path(p))] for p in files],
-        "outputs": [[p, _stat(Path(p))] for p in outs],
-    }
-    path = Path(options.output_dir) / STATE_NAME
-    tmp = path.with_name(f".{STATE_NAME}.{os.getpid()}.tmp")
+def record(argv: Sequence[str], inputs: Iterable[str], outputs: Iterable[str], folders: Iterable[str] = ()) -> None:
+    key = _key(argv)
+    files = list(inputs) + _folders(folders) + list(outputs)
+    state = {"key": key, "files": [[p, _stat(p)] for p in files]}
+    path = _state_file(key)
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        tmp.write_text(json.dumps(state), encoding="utf-8")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(state, f)
         os.replace(tmp, path)
     except OSError:
-        pass  # without a state file the next run just does the work
+        pass  # without a record the next run just does the work
 
 
-def forget(options: Options) -> None:
+def is_up_to_date(argv: Sequence[str]) -> bool:
+    key = _key(argv)
     try:
-        os.unlink(Path(options.output_dir) / STATE_NAME)
-    except OSError:
-        pass
-
-
-def is_up_to_date(options: Options, catalogue: tuple[Path, Path]) -> bool:
-    try:
-        state = json.loads((Path(options.output_dir) / STATE_NAME).read_text(encoding="utf-8"))
+        with open(_state_file(key), encoding="utf-8") as f:
+            state = json.load(f)
     except (OSError, ValueError):
         return False
-    if not isinstance(state, dict) or state.get("fingerprint") != _fingerprint(options):
+    if not isinstance(state, dict) or state.get("key") != key:
         return False
-    recorded = [p for p, _ in state.get("inputs", [])]
-    if recorded[:3] != [os.fspath(options.source_yaml), os.fspath(catalogue[0]), os.fspath(catalogue[1])]:
+    files = state.get("files")
+    if not isinstance(files, list) or not files:
         return False
-    for path, stat in state.get("inputs", []) + state.get("outputs", []):
-        if stat is None or _stat(Path(path)) != stat:
-            return False
-    return True
+    return all(isinstance(stat, list) and _stat(path) == stat for path, stat in files)

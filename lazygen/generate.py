@@ -81,7 +81,7 @@ class _Problems:
         self.items: list[Diagnostic] = []
 
     def op(self, f: NativeFunction, section: str, message: str, hint: str | None = None) -> None:
-        entry = self.checked.lines.get(f.name)
+        entry = self.checked.lines.get(f.op)
         line, col = (entry.line, entry.col) if entry else (None, None)
         self.items.append(Diagnostic(self.spec.path, line, col, message, hint))
 
@@ -105,16 +105,16 @@ def build_views(options: Options, catalogue: Catalogue, checked: CheckedBackend,
     full = set(checked.full_codegen)
     for item in catalogue.grouped:
         for f in functions_of(item):
-            if f.name not in ir_ops:
+            if f.op not in ir_ops:
                 continue
             kernel_name = index.kernel(f)
             symint = supports_symint(kernel_name)
-            section = "full_codegen" if f.name in full else "ir_gen"
+            section = "full_codegen" if f.op in full else "ir_gen"
             try:
                 schema = lazy_ir_schema(f.func, value_class=options.lazy_value_class, symint=symint)
                 nodes.append(ir_node(schema, node_base=node_base, use_lazy_shape=options.use_lazy_shape,
                                      ts_lowerings=options.gen_ts_lowerings, names=names))
-                if f.name in full:
+                if f.op in full:
                     assert kernel_name is not None
                     kernels.append(kernel(ctx, f, schema, kernel_name, symint))
                     if not uses_meta_shapes(f):
@@ -216,8 +216,8 @@ def check_kernels(options: Options, catalogue: Catalogue, checked: CheckedBacken
     if checked.autograd_index is not None:
         kernels.update(checked.autograd_index.kernels)
     for f in catalogue.functions:
-        if f.name in kernels and f.name not in full:
-            expected.setdefault(kernels[f.name], []).append(f)
+        if f.op in kernels and f.op not in full:
+            expected.setdefault(kernels[f.op], []).append(f)
     pattern = re.compile(rf"(.*){re.escape(class_name)}::\s*([\w\d]*)\(")
     found: dict[str, int] = {}
     for before, name in pattern.findall(text):

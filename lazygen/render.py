@@ -37,6 +37,19 @@ def codeblock(value: object, indent: str = "") -> str:
     return "\n".join(line.rstrip() for line in content.splitlines()).rstrip()
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates, kept beside the catalogue cache (Jinja keys them
+    by template name and source checksum)."""
+    from lazygen.catalogue_cache import cache_dir
+
+    folder = cache_dir() / "jinja"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(folder))
+
+
 def make_environment(template_dirs: Sequence[Path] = ()) -> jinja2.Environment:
     stock = jinja2.FileSystemLoader(str(TEMPLATE_DIR))
     loader = jinja2.ChoiceLoader(
@@ -53,6 +66,7 @@ def make_environment(template_dirs: Sequence[Path] = ()) -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
         autoescape=False,
+        bytecode_cache=_bytecode_cache(),
     )
     env.filters["codeblock"] = codeblock
     env.filters["split_lines"] = lambda text: text.split("\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from enum import Enum
 from typing import Iterator, Union
 
@@ -106,6 +107,7 @@ _LIST_RE = re.compile(r"^(.+)\[([0-9]*)\]$")
 _CUSTOM_RE = re.compile(r"^__torch__\.torch\.classes\.([a-zA-Z0-9_.]+)$")
 
 
+@lru_cache(maxsize=None)
 def parse_type(text: str) -> Type:
     t = _parse_type(text)
     if str(t) != text:
@@ -196,6 +198,7 @@ class Argument:
         return self.annotation is not None and self.annotation.is_write
 
     @staticmethod
+    @lru_cache(maxsize=None)
     def parse(text: str) -> Argument:
         if "=" in text:
             if text.count("=") != 1:
@@ -230,6 +233,7 @@ class Return:
         return self.annotation is not None and self.annotation.is_write
 
     @staticmethod
+    @lru_cache(maxsize=None)
     def parse(text: str) -> Return:
         if " " in text:
             type_text, name = text.rsplit(" ", 1)
@@ -491,6 +495,31 @@ class FunctionSchema:
             # grouping treats them as one signature.
             arguments = Arguments.parse(str(arguments).replace("float p", "float p=0.5"))
         return FunctionSchema(OperatorName(self.name.base, dunder=self.name.dunder), arguments, returns + extra)
+
+    def signature_key(self) -> str:
+        """str(self.signature()), computed without building it: the key that
+        groups the variants of one operator."""
+        args = self.arguments
+        own = (args.self_arg,) if args.self_arg is not None else ()
+
+        def bare(a: Argument) -> str:
+            text = f"{a.type} {a.name}"
+            return f"{text}={a.default}" if a.default else text
+
+        positional = [bare(a) for a in args.flat_positional]
+        keyword = [bare(a) for a in args.pre_tensor_options_kwarg_only + args.post_tensor_options_kwarg_only]
+        parts = positional + (["*"] + keyword if keyword else [])
+        return_annotations = {r.annotation for r in self.returns}
+        rets = [str(r.type) for r in self.returns] + [
+            str(a.type)
+            for a in own + args.out + args.post_self_positional
+            if a.is_write and a.annotation not in return_annotations
+        ]
+        name = f"__{self.name.base}__" if self.name.dunder else self.name.base
+        text = f"{name}({', '.join(parts)}) -> " + (rets[0] if len(rets) == 1 else "(" + ", ".join(rets) + ")")
+        if str(self.name) == "bernoulli.p":
+            text = text.replace("float p", "float p=0.5")
+        return text
 
     def with_name(self, name: OperatorName) -> FunctionSchema:
         return replace(self, name=name)
