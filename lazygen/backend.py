@@ -76,7 +76,10 @@ class BackendSpec:
     path: str
     backend: str
     backend_line: int
+    backend_col: int
     cpp_namespace: str
+    cpp_namespace_line: int
+    cpp_namespace_col: int
     class_name: str | None  # accepted and checked; torchgen's lazy codegen does not use it
     supported: tuple[OpEntry, ...]
     autograd: tuple[OpEntry, ...]
@@ -131,7 +134,7 @@ def _op_list(path: str, key: str, entry: tuple[Located, Located], errors: list[D
         return ()
     if not isinstance(value.value, list):
         errors.append(_err(path, value, f"'{key}' must be a list of operator names",
-                           f"write it as a list:\n  {key}:\n  - {value.value}"))
+                           f"write it as a list: '{key}: [{value.value}]'"))
         return ()
     ops = []
     for item in value.value:
@@ -252,7 +255,10 @@ def parse_backend(path: Path, doc: Located | None = None) -> BackendSpec:
         path=path_s,
         backend=backend,
         backend_line=top["backend"][1].line,
+        backend_col=top["backend"][1].col,
         cpp_namespace=cpp_namespace,
+        cpp_namespace_line=top["cpp_namespace"][1].line,
+        cpp_namespace_col=top["cpp_namespace"][1].col,
         class_name=class_name,
         non_native=non_native,
         use_out_as_primary=flags["use_out_as_primary"],
@@ -313,11 +319,12 @@ def _resolve(spec: BackendSpec, key: str, entry: OpEntry, catalogue: Catalogue, 
     return None
 
 
-def check_backend(spec: BackendSpec, catalogue: Catalogue) -> CheckedBackend:
-    """Resolve every listed operator against the catalogue; raise UserError with all problems."""
+def check_backend(spec: BackendSpec, catalogue: Catalogue) -> tuple[CheckedBackend, list[Diagnostic]]:
+    """Resolve every listed operator against the catalogue. Returns the
+    resolved backend (without the operators that failed) and every problem."""
     errors: list[Diagnostic] = []
     if spec.backend in catalogue.dispatch_keys or spec.backend in ("Undefined", "CatchAll"):
-        errors.append(Diagnostic(spec.path, spec.backend_line, 1,
+        errors.append(Diagnostic(spec.path, spec.backend_line, spec.backend_col,
                                  f"dispatch key '{spec.backend}' already has in-tree kernels; an external backend needs its own key",
                                  "use e.g. Lazy, XLA or PrivateUse1"))
     if spec.autograd and "Autograd" + spec.backend not in DISPATCH_KEYS:
@@ -354,6 +361,7 @@ def check_backend(spec: BackendSpec, catalogue: Catalogue) -> CheckedBackend:
     clash("full_codegen", "autograd", "an op is registered either for the backend key or for its autograd key")
 
     symint_texts = {e.text for e in spec.symint}
+    symint_names = {name for name, _ in resolved["symint"]}
     for name, entry in resolved["symint"]:
         f = catalogue.by_name[name]
         if not f.func.has_symint():
@@ -373,6 +381,8 @@ def check_backend(spec: BackendSpec, catalogue: Catalogue) -> CheckedBackend:
     backend_index = index_for(spec.backend, resolved["supported"] + resolved["full_codegen"])
     autograd_index = index_for("Autograd" + spec.backend, resolved["autograd"]) if spec.autograd else None
     for name, kernel in backend_index.kernels.items():
+        if name in symint_names:
+            continue  # the symint check above speaks for these
         if supports_symint(kernel) and not catalogue.by_name[name].func.has_symint():
             entry = lines[name]
             errors.append(Diagnostic(spec.path, entry.line, entry.col,
@@ -389,8 +399,6 @@ def check_backend(spec: BackendSpec, catalogue: Catalogue) -> CheckedBackend:
                 errors.append(Diagnostic(spec.path, entry.line, entry.col,
                                          f"'{bwd[0].op}' is under 'autograd' but its variant '{fwd[0].op}' is under 'supported'/'full_codegen'",
                                          "all variants of an op go to the backend key or all to its autograd key"))
-    if errors:
-        raise UserError(*sorted(errors, key=lambda d: (d.line or 0, d.col or 0)))
     return CheckedBackend(
         spec=spec,
         backend_index=backend_index,
@@ -398,4 +406,4 @@ def check_backend(spec: BackendSpec, catalogue: Catalogue) -> CheckedBackend:
         full_codegen=tuple(n for n, _ in resolved["full_codegen"]),
         ir_gen=tuple(n for n, _ in resolved["ir_gen"]),
         lines=lines,
-    )
+    ), errors

@@ -27,11 +27,19 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "lazygen"
 
 
+def _model_source() -> bytes:
+    """The code that defines the cached objects: a change to it must not
+    meet pickles of the old classes (this matters for source checkouts,
+    where the version does not change with every edit)."""
+    here = Path(__file__).parent
+    return b"".join((here / name).read_bytes() for name in ("catalogue.py", "schema.py"))
+
+
 def _key(native_bytes: bytes, tags_bytes: bytes) -> str:
     from lazygen import __version__
 
     h = hashlib.sha256()
-    for part in (_FORMAT.encode(), __version__.encode(), native_bytes, b"\0tags\0", tags_bytes):
+    for part in (_FORMAT.encode(), __version__.encode(), _model_source(), native_bytes, b"\0tags\0", tags_bytes):
         h.update(len(part).to_bytes(8, "little"))
         h.update(part)
     return h.hexdigest()

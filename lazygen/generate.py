@@ -234,13 +234,14 @@ def check_kernels(options: Options, catalogue: Catalogue, checked: CheckedBacken
 
 
 def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) -> Rendered:
-    checked = check_backend(spec, catalogue)
+    checked, backend_errors = check_backend(spec, catalogue)
+    problems = _Problems(spec, checked)
+    problems.items += backend_errors
     depth = len(spec.cpp_namespace.split("::"))
     if depth > 2 and not options.qualify_names:
-        ns_line = spec.backend_line
-        raise UserError.at(spec.path, ns_line, 1, f"cpp_namespace '{spec.cpp_namespace}' has {depth} levels; torchgen's output supports at most 2",
-                           "pass --qualify-names to generate code that compiles in any namespace")
-    problems = _Problems(spec, checked)
+        problems.items.append(Diagnostic(spec.path, spec.cpp_namespace_line, spec.cpp_namespace_col,
+                                         f"cpp_namespace '{spec.cpp_namespace}' has {depth} levels; torchgen's output supports at most 2",
+                                         "pass --qualify-names to generate code that compiles in any namespace"))
     views = build_views(options, catalogue, checked, problems)
     inputs: list[Path] = []
     shape_file = check_shape_inference(options, views, problems)
@@ -312,7 +313,7 @@ def _template_inputs(options: Options) -> list[Path]:
 def load_spec(options: Options) -> BackendSpec:
     spec = parse_backend(Path(options.source_yaml))
     if options.expect_backend is not None and options.expect_backend != spec.backend:
-        raise UserError.at(spec.path, spec.backend_line, 1,
+        raise UserError.at(spec.path, spec.backend_line, spec.backend_col,
                            f"the yaml says 'backend: {spec.backend}' but the build expects '{options.expect_backend}'",
                            "make the build rule's `backend` attribute match the yaml")
     if options.expect_autograd is not None and options.expect_autograd != spec.has_autograd:

@@ -12,7 +12,7 @@ DEFAULT_SHAPE_INFERENCE_HDR = "torch/csrc/lazy/core/shape_inference.h"
 @dataclass(frozen=True)
 class Options:
     source_yaml: Path
-    output_dir: Path
+    output_dir: str | Path  # used as given in #include lines, as torchgen does
     # Where the operator catalogue comes from: a folder holding
     # native/native_functions.yaml and native/tags.yaml, or the two files.
     aten_path: Path | None = None
