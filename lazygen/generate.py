@@ -21,7 +21,7 @@ from lazygen.kernel_view import Kernel, KernelContext, kernel, shape_declaration
 from lazygen.lazy import NON_NATIVE_PROPERTIES, lazy_ir_schema
 from lazygen.locate import torch_include_dir
 from lazygen.options import Options
-from lazygen.register_view import WrapperError, wrappers
+from lazygen.register_view import wrappers
 from lazygen.render import make_environment
 
 _LAZY_IR_SYSINC = (
@@ -151,11 +151,11 @@ def build_views(options: Options, catalogue: Catalogue, checked: CheckedBackend,
     for idx in (index, checked.autograd_index):
         if idx is None:
             continue
-        try:
-            register[idx.dispatch_key] = wrappers(catalogue, idx, spec.cpp_namespace, class_name)
-        except WrapperError as err:
+        register[idx.dispatch_key], errors = wrappers(catalogue, idx, spec.cpp_namespace, class_name)
+        for err in errors:
+            # A generated wrapper belongs to the functional variant the yaml lists.
             listed = err.group.functional if err.group is not None and idx.kernel(err.func) is None else err.func
-            problems.op(listed, "supported", f"cannot register '{listed.name}' for {idx.dispatch_key}: {err}")
+            problems.op(listed, "supported", f"cannot register '{listed.op}' for {idx.dispatch_key}: {err}")
 
     return {
         "nodes": nodes,

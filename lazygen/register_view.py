@@ -123,10 +123,11 @@ def _wrapper(index: BackendIndex, cpp_namespace: str, class_name: str, f: Native
     return Wrapper(f, name, definition, registration)
 
 
-def wrappers(catalogue: Catalogue, index: BackendIndex, cpp_namespace: str, class_name: str) -> list[Wrapper]:
-    """Every wrapper of one dispatch key, in the order torchgen writes them.
-    Raises Unsupported (with the function in question) when one cannot be made."""
+def wrappers(catalogue: Catalogue, index: BackendIndex, cpp_namespace: str, class_name: str) -> tuple[list[Wrapper], list[WrapperError]]:
+    """Every wrapper of one dispatch key, in the order torchgen writes them,
+    and a WrapperError for each one that cannot be made."""
     out = []
+    errors = []
     for item in catalogue.grouped:
         if isinstance(item, NativeFunctionsGroup):
             pairs = [(f, item) for f in item.functions()]
@@ -138,10 +139,11 @@ def wrappers(catalogue: Catalogue, index: BackendIndex, cpp_namespace: str, clas
             try:
                 w = _wrapper(index, cpp_namespace, class_name, f, g)
             except Unsupported as err:
-                raise WrapperError(f, g, str(err)) from None
+                errors.append(WrapperError(f, g, str(err)))
+                continue
             if w is not None:
                 out.append(w)
-    return out
+    return out, errors
 
 
 class WrapperError(Unsupported):
