@@ -1,0 +1,454 @@
+"""The CMake adapter (cmake/LazyGen.cmake) driven through real builds.
+
+examples/cmake generates PyTorch's TorchScript backend sources and compiles
+them against torch. For each generator (Ninja, Unix Makefiles) and each CMake
+(the system's, the latest from PyPI) one build directory is configured and
+built once per module; the tests then edit its yaml copy and check what the
+next build does. Configure-only checks (argument errors, find_package,
+versions) use small throwaway projects with LANGUAGES NONE.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CMAKE_DIR = REPO / "cmake"
+EXAMPLE = REPO / "examples" / "cmake"
+TS_YAML = REPO / "tests" / "data" / "ts_native_functions.yaml"
+
+GENERATOR_LINE = "lazygen: generating lazy tensor sources"
+GENERATED_SUBDIR = Path("lazygen") / "ts_backend" / "generated"  # INCLUDE_PREFIX in the example
+OBJECT_DIR = Path("CMakeFiles") / "ts_backend_generated.dir"
+
+
+# ---------------------------------------------------------------- tools
+
+
+def _version(cmake: str) -> tuple[int, ...] | None:
+    try:
+        out = subprocess.run([cmake, "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    match = re.search(r"cmake version (\d+)\.(\d+)", out)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _system_cmake() -> str | None:
+    return "/usr/bin/cmake" if _version("/usr/bin/cmake") else None
+
+
+def _pypi_cmake() -> str | None:
+    try:
+        import cmake  # the PyPI package: a CMake binary inside site-packages
+    except ImportError:
+        return None
+    path = str(Path(cmake.CMAKE_BIN_DIR) / "cmake")
+    return path if _version(path) else None
+
+
+CMAKES = {"system": _system_cmake, "pypi": _pypi_cmake}
+GENERATORS = {"ninja": "Ninja", "make": "Unix Makefiles"}
+
+
+def _cmake_or_skip(which: str) -> str:
+    path = CMAKES[which]()
+    if path is None:
+        where = "/usr/bin/cmake" if which == "system" else "the `cmake` package from PyPI"
+        pytest.skip(f"{where} is not installed")
+    version = _version(path)
+    if version < (3, 20):
+        pytest.skip(f"{path} is CMake {version}; LazyGen needs 3.20")
+    return path
+
+
+def _tool_or_skip(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"`{name}` is not on PATH")
+    return path
+
+
+def _env() -> dict[str, str]:
+    """The environment for cmake and the builds: this checkout's lazygen importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+# Development hook: a stand-in generator while the CLI is being written.
+STANDIN = os.environ.get("LAZYGEN_TEST_EXECUTABLE")
+
+
+def _lazygen_cmd() -> list[str]:
+    return [STANDIN] if STANDIN else [sys.executable, "-m", "lazygen"]
+
+
+def _lazygen_args() -> list[str]:
+    """-D arguments naming the generator: this interpreter's `-m lazygen`."""
+    args = [f"-DPython3_EXECUTABLE={sys.executable}"]
+    if STANDIN:
+        args.append(f"-DLAZYGEN_EXECUTABLE={STANDIN}")
+    return args
+
+
+def _lazygen_or_skip() -> None:
+    probe = subprocess.run(_lazygen_cmd() + ["--help"], capture_output=True, text=True, env=_env())
+    if probe.returncode != 0:
+        pytest.skip(f"`python -m lazygen` does not run yet: {probe.stderr.strip()[-200:]}")
+
+
+def _torch_prefix_or_skip() -> str:
+    probe = subprocess.run(
+        [sys.executable, "-c", "import torch.utils; print(torch.utils.cmake_prefix_path)"],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        pytest.skip("torch is not installed (needed for find_package(Torch))")
+    return probe.stdout.strip()
+
+
+def run(cmd: list[str], cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command with stderr folded into stdout (build tools interleave them)."""
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout}")
+    return proc
+
+
+# ---------------------------------------------------------------- the example builds
+
+
+@dataclass
+class Build:
+    """One configured and built copy of examples/cmake."""
+
+    generator: str
+    cmake: str
+    make_program: str
+    bdir: Path
+    yaml: Path
+    first_output: str
+
+    @property
+    def gen_dir(self) -> Path:
+        return self.bdir / GENERATED_SUBDIR
+
+    def build(self) -> str:
+        return run([self.make_program, "-j2"], cwd=self.bdir).stdout
+
+    def objects(self) -> dict[str, int]:
+        """Object file name (e.g. RegisterLazy.cpp.o) -> mtime in ns."""
+        found = sorted((self.bdir / OBJECT_DIR).rglob("*.o"))
+        return {p.name: p.stat().st_mtime_ns for p in found}
+
+    def generated(self) -> dict[str, int]:
+        return {p.name: p.stat().st_mtime_ns for p in sorted(self.gen_dir.iterdir()) if not p.name.startswith(".")}
+
+    def assert_nothing_to_do(self) -> None:
+        before = (self.objects(), self.generated())
+        if self.generator == "Ninja":
+            dry = run([self.make_program, "-n"], cwd=self.bdir).stdout
+            assert dry.strip() == "ninja: no work to do.", dry
+            out = self.build()
+            assert out.strip() == "ninja: no work to do.", out
+        else:
+            out = self.build()
+            # Only CMake's per-target bookkeeping lines: no generator, no compile.
+            lines = [line for line in out.splitlines() if line.strip()]
+            assert lines, out
+            for line in lines:
+                assert re.fullmatch(r"\[\s*\d+%\] Built target \S+", line), f"unexpected work: {line!r}\n{out}"
+        assert (self.objects(), self.generated()) == before
+
+
+def compiled(output: str) -> set[str]:
+    """Object names that a build's output says it compiled."""
+    return set(re.findall(r"Building CXX object \S*/([^/\s]+\.o)", output))
+
+
+def ran_generator(output: str) -> int:
+    return output.count(GENERATOR_LINE)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(g, c) for g in GENERATORS for c in CMAKES],
+    ids=[f"{g}-{c}cmake" for g in GENERATORS for c in CMAKES],
+)
+def example(request, tmp_path_factory) -> Build:
+    gen_key, cmake_key = request.param
+    cmake = _cmake_or_skip(cmake_key)
+    generator = GENERATORS[gen_key]
+    make_program = _tool_or_skip("ninja" if generator == "Ninja" else "make")
+    _tool_or_skip("c++")
+    torch_prefix = _torch_prefix_or_skip()
+    _lazygen_or_skip()
+
+    root = tmp_path_factory.mktemp(f"example-{gen_key}-{cmake_key}")
+    yaml = root / "ts_native_functions.yaml"  # a copy the tests may edit
+    shutil.copyfile(TS_YAML, yaml)
+    bdir = root / "build"
+    run(
+        [
+            cmake,
+            "-S",
+            str(EXAMPLE),
+            "-B",
+            str(bdir),
+            "-G",
+            generator,
+            f"-DCMAKE_MAKE_PROGRAM={make_program}",
+            f"-DCMAKE_PREFIX_PATH={torch_prefix}",
+            f"-DLazyGen_DIR={CMAKE_DIR}",
+            f"-DTS_BACKEND_YAML={yaml}",
+            "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
+            *_lazygen_args(),
+        ]
+    )
+    build = Build(generator, cmake, make_program, bdir, yaml, first_output="")
+    build.first_output = build.build()
+    return build
+
+
+def test_first_build_generates_and_compiles(example: Build):
+    out = example.first_output
+    assert ran_generator(out) == 1, out
+    listed = run(
+        _lazygen_cmd() + ["-s", str(example.yaml), "-o", str(example.gen_dir), "--list-outputs"]
+    ).stdout.split()
+    assert set(example.generated()) == {Path(p).name for p in listed}
+    sources = {Path(p).name for p in listed if p.endswith(".cpp")}
+    # The TS yaml has an autograd section: three translation units.
+    assert sources == {"LazyNativeFunctions.cpp", "RegisterLazy.cpp", "RegisterAutogradLazy.cpp"}
+    expected_objects = {s + ".o" for s in sources}
+    assert compiled(out) == expected_objects, out
+    assert set(example.objects()) == expected_objects
+
+    # The flags torch needs: C++20 and the C++11 ABI.
+    commands = json.loads((example.bdir / "compile_commands.json").read_text())
+    assert {Path(c["file"]).name for c in commands} == sources
+    for entry in commands:
+        assert "-std=c++20" in entry["command"], entry["command"]
+        assert "-D_GLIBCXX_USE_CXX11_ABI=1" in entry["command"], entry["command"]
+
+
+def test_second_build_does_nothing(example: Build):
+    example.assert_nothing_to_do()
+
+
+def test_yaml_comment_runs_generator_and_recompiles_nothing(example: Build):
+    objects, generated = example.objects(), example.generated()
+    with example.yaml.open("a") as f:
+        f.write("# a comment changes no output\n")
+    out = example.build()
+    assert ran_generator(out) == 1, out
+    assert compiled(out) == set(), out
+    assert example.generated() == generated  # lazygen kept every file (same mtime)
+    assert example.objects() == objects
+    example.assert_nothing_to_do()
+
+
+def test_one_op_change_recompiles_only_what_changed(example: Build):
+    """Move `abs` from full_codegen to supported (its kernel becomes hand-written).
+
+    Its IR node leaves LazyIr.h and its generated kernel leaves
+    LazyNativeFunctions.cpp; its declaration and registration stay, so
+    LazyNativeFunctions.h and Register*.cpp are unchanged. Only
+    LazyNativeFunctions.cpp includes LazyIr.h, so exactly one object rebuilds.
+    """
+    text = example.yaml.read_text()
+    assert "\n  - abs\n" in text and "\nsupported:\n" in text
+    text = text.replace("\n  - abs\n", "\n", 1).replace("\nsupported:\n", "\nsupported:\n  - abs\n", 1)
+    example.yaml.write_text(text)
+    objects, generated = example.objects(), example.generated()
+
+    out = example.build()
+    assert ran_generator(out) == 1, out
+    new_generated = example.generated()
+    assert {n for n in generated if new_generated[n] != generated[n]} == {"LazyIr.h", "LazyNativeFunctions.cpp"}
+    assert compiled(out) == {"LazyNativeFunctions.cpp.o"}, out
+    new_objects = example.objects()
+    assert {n for n in objects if new_objects[n] != objects[n]} == {"LazyNativeFunctions.cpp.o"}
+    example.assert_nothing_to_do()
+
+
+# ---------------------------------------------------------------- configure-only projects
+
+
+@pytest.fixture(scope="module", params=list(CMAKES), ids=[f"{c}cmake" for c in CMAKES])
+def any_cmake(request) -> str:
+    return _cmake_or_skip(request.param)
+
+
+def configure(cmake: str, tmp_path: Path, body: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Configure a LANGUAGES NONE project whose CMakeLists.txt ends with `body`."""
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    (src / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.20)\nproject(probe LANGUAGES NONE)\n" + body
+    )
+    return run(
+        [cmake, "-S", str(src), "-B", str(tmp_path / "build"), *_lazygen_args(), *extra], check=check
+    )
+
+
+INCLUDE = f'list(APPEND CMAKE_MODULE_PATH "{CMAKE_DIR}")\ninclude(LazyGen)\n'
+
+
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        ("lazygen_generate(OUTPUT_DIR gen)", "SOURCE_YAML is required"),
+        (f'lazygen_generate(SOURCE_YAML "{TS_YAML}" BOGUS_KEYWORD 1)', "unknown argument(s): BOGUS_KEYWORD"),
+        ("lazygen_generate(SOURCE_YAML no_such.yaml)", "SOURCE_YAML file does not exist"),
+        (f'lazygen_generate(SOURCE_YAML "{TS_YAML}" IMPL_PATH no_such.cpp)', "IMPL_PATH file does not exist"),
+        (f'lazygen_generate(SOURCE_YAML "{TS_YAML}" ATEN_PATH no_such_dir)', "ATEN_PATH directory does not exist"),
+        (f'lazygen_generate(SOURCE_YAML "{TS_YAML}" TEMPLATE_DIRS no_such_dir)', "TEMPLATE_DIRS directory does not exist"),
+        (f'lazygen_generate(SOURCE_YAML "{TS_YAML}" TARGET no_such_target)', "TARGET 'no_such_target' is not a target"),
+        (f'lazygen_generate(SOURCE_YAML "{TS_YAML}" NODE_BASE)', "missing value for: NODE_BASE"),
+        (
+            f'lazygen_generate(SOURCE_YAML "{TS_YAML}" OUTPUT_DIR gen INCLUDE_PREFIX my/backend)',
+            "must end with INCLUDE_PREFIX 'my/backend'",
+        ),
+    ],
+    ids=["no-yaml", "unknown", "missing-yaml", "missing-impl", "missing-aten", "missing-templates",
+         "bad-target", "no-value", "prefix-mismatch"],
+)
+def test_argument_errors_are_fatal_and_name_the_argument(any_cmake, tmp_path, call, named):
+    proc = configure(any_cmake, tmp_path, INCLUDE + call + "\n", check=False)
+    assert proc.returncode != 0, proc.stdout
+    assert "CMake Error" in proc.stdout and "lazygen_generate:" in proc.stdout, proc.stdout
+    # CMake wraps long messages; compare with whitespace folded.
+    assert named in " ".join(proc.stdout.split()), proc.stdout
+
+
+@pytest.mark.parametrize(
+    "bad_yaml",
+    ["backend: [Lazy\n", "cpp_namespace: torch::lazy\nfull_codegen:\n  - abs\n"],
+    ids=["syntax", "no-backend"],
+)
+def test_bad_yaml_is_fatal_with_lazygens_diagnostic(any_cmake, tmp_path, bad_yaml):
+    _lazygen_or_skip()
+    yaml = tmp_path / "bad.yaml"
+    yaml.write_text(bad_yaml)
+    proc = configure(any_cmake, tmp_path, INCLUDE + f'lazygen_generate(SOURCE_YAML "{yaml}")\n', check=False)
+    assert proc.returncode != 0, proc.stdout
+    assert "CMake Error" in proc.stdout, proc.stdout
+    assert re.search(re.escape(str(yaml)) + r":\d+:\d+: error: ", proc.stdout), proc.stdout
+
+
+LIST_BODY = f"""
+lazygen_generate(SOURCE_YAML "{TS_YAML}" OUTPUT_DIR gen
+                 OUT_SOURCES srcs OUT_HEADERS hdrs OUT_TARGET owner)
+message(STATUS "LAZYGEN_DIR=${{LazyGen_DIR}}")
+message(STATUS "SOURCES=${{srcs}}")
+message(STATUS "HEADERS=${{hdrs}}")
+message(STATUS "OWNER=${{owner}}")
+"""
+
+
+def _reported(out: str, key: str) -> str:
+    match = re.search(rf"^-- {key}=(.*)$", out, re.M)
+    assert match, out
+    return match.group(1)
+
+
+def _check_listed(out: str, gen_dir: Path) -> None:
+    listed = run(_lazygen_cmd() + ["-s", str(TS_YAML), "-o", str(gen_dir), "--list-outputs"]).stdout.split()
+    reported = _reported(out, "SOURCES").split(";") + _reported(out, "HEADERS").split(";")
+    assert sorted(reported) == sorted(listed)
+    assert all(p.endswith(".cpp") for p in _reported(out, "SOURCES").split(";"))
+    assert _reported(out, "OWNER")
+
+
+def test_include_with_module_path(any_cmake, tmp_path):
+    _lazygen_or_skip()
+    proc = configure(any_cmake, tmp_path, INCLUDE + LIST_BODY)
+    _check_listed(proc.stdout, tmp_path / "build" / "gen")
+
+
+def _cmake_dir_or_skip() -> Path:
+    proc = subprocess.run(_lazygen_cmd() + ["--cmake-dir"], capture_output=True, text=True, env=_env())
+    if proc.returncode != 0 or not proc.stdout.strip():
+        pytest.skip(f"`lazygen --cmake-dir` does not work yet: {proc.stderr.strip()[-200:]}")
+    return Path(proc.stdout.strip())
+
+
+def test_cmake_dir_holds_this_checkouts_files():
+    folder = _cmake_dir_or_skip()
+    for name in ("LazyGen.cmake", "LazyGenConfig.cmake", "LazyGenConfigVersion.cmake"):
+        assert (folder / name).read_bytes() == (CMAKE_DIR / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("how", ["LazyGen_DIR", "CMAKE_PREFIX_PATH"])
+def test_find_package_through_cmake_dir(any_cmake, tmp_path, how):
+    folder = _cmake_dir_or_skip()
+    body = "find_package(LazyGen 0.1 CONFIG REQUIRED)\n" + LIST_BODY
+    proc = configure(any_cmake, tmp_path, body, f"-D{how}={folder}")
+    assert Path(_reported(proc.stdout, "LAZYGEN_DIR")).resolve() == folder.resolve()
+    _check_listed(proc.stdout, tmp_path / "build" / "gen")
+
+
+def test_config_version_matches_pyproject():
+    import tomllib
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    text = (CMAKE_DIR / "LazyGenConfigVersion.cmake").read_text()
+    assert re.search(r'^set\(PACKAGE_VERSION "([^"]+)"\)$', text, re.M).group(1) == version
+
+
+@pytest.mark.parametrize(
+    ("request_", "found"),
+    [("", True), ("0.1", True), ("0.1.0 EXACT", True), ("0.0.1", False), ("0.2", False),
+     ("1.0", False), ("0.1...<1.0", True), ("0.2...1.0", False)],
+)
+def test_config_version_compatibility(any_cmake, tmp_path, request_, found):
+    body = f"find_package(LazyGen {request_} CONFIG)\nmessage(STATUS \"FOUND=${{LazyGen_FOUND}}\")\n"
+    proc = configure(any_cmake, tmp_path, body, f"-DLazyGen_DIR={CMAKE_DIR}")
+    assert _reported(proc.stdout, "FOUND") == ("1" if found else "0"), proc.stdout
+
+
+def test_adding_autograd_section_reconfigures_and_adds_an_output(tmp_path):
+    """The yaml is a configure dependency: one more output appears without a manual re-run of cmake."""
+    cmake = _cmake_or_skip("pypi")
+    ninja = _tool_or_skip("ninja")
+    _lazygen_or_skip()
+    yaml = tmp_path / "backend.yaml"
+    text = TS_YAML.read_text()
+    start = text.index("\nautograd:\n")
+    end = text.index("\n\n", start + 1)
+    yaml.write_text(text[:start] + text[end:])  # the TS yaml without its autograd section
+    body = INCLUDE + f"""
+lazygen_generate(SOURCE_YAML "{yaml}" OUTPUT_DIR gen OUT_TARGET owner)
+add_custom_target(everything ALL)
+add_dependencies(everything ${{owner}})
+"""
+    configure(cmake, tmp_path, body, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}")
+    bdir = tmp_path / "build"
+    run([ninja], cwd=bdir)
+    assert not (bdir / "gen" / "RegisterAutogradLazy.cpp").exists()
+    assert (bdir / "gen" / "RegisterLazy.cpp").exists()
+
+    yaml.write_text(text)
+    out = run([ninja], cwd=bdir).stdout
+    assert "Re-running CMake" in out, out
+    assert (bdir / "gen" / "RegisterAutogradLazy.cpp").exists()
+    assert run([ninja, "-n"], cwd=bdir).stdout.strip() == "ninja: no work to do."
+
+
+def test_example_yaml_is_the_ts_yaml():
+    """examples/cmake ships a copy of the TorchScript yaml: it must not drift."""
+    assert (EXAMPLE / "ts_native_functions.yaml").read_bytes() == TS_YAML.read_bytes()
