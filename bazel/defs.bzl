@@ -39,16 +39,17 @@ def _lazy_codegen_impl(ctx):
         for name in lazy_output_sources(backend, ctx.attr.autograd)
     ]
     outputs = headers + sources
+    out_dir = headers[0].dirname
 
     inputs = [ctx.file.src, ctx.file.native_functions, ctx.file.tags_yaml]
     args = ctx.actions.args()
     args.add("-s", ctx.file.src)
-    args.add("-o", headers[0].dirname)
+    args.add("-o", out_dir)
     args.add("--native-functions", ctx.file.native_functions)
     args.add("--tags-yaml", ctx.file.tags_yaml)
     args.add("--expect-backend", backend)
     args.add("--expect-autograd" if ctx.attr.autograd else "--expect-no-autograd")
-    args.add("--include-prefix", ctx.attr.include_prefix or _default_include_prefix(ctx.label))
+    args.add("--include-prefix", (ctx.attr.include_prefix or _default_include_prefix(ctx.label)).strip("/"))
 
     _add_flag(args, "--backend-name", ctx.attr.backend_name)
     _add_flag(args, "--node-base", ctx.attr.node_base)
@@ -93,6 +94,10 @@ def _lazy_codegen_impl(ctx):
         arguments = [args],
         inputs = inputs,
         outputs = outputs,
+        # lazygen's caches default to ~/.cache/lazygen, outside the action's
+        # inputs and outputs (and read-only in the sandbox): keep them in the
+        # output folder, where only this action sees them.
+        env = {"LAZYGEN_CACHE_DIR": out_dir + "/.lazygen-cache"},
         mnemonic = "LazyGen",
         progress_message = "Generating lazy-tensor sources for %s (%s)" % (ctx.label, backend),
     )

@@ -177,9 +177,30 @@ class Workspace:
         )
         return Build(proc.returncode, proc.stdout + proc.stderr, _read_exec_log(log))
 
+    def reads_of(self, spawn: dict) -> list[str]:
+        """Re-runs a LazyGen spawn by hand in the execution root, writing into
+        a scratch folder, and returns the files lazygen says it read."""
+        info = self.bazel("info", "execution_root")
+        assert info.returncode == 0, info.stderr
+        args = list(spawn["commandArgs"])
+        args[args.index("-o") + 1] = str(self.tmp / "rerun")
+        depfile = self.tmp / "rerun.d"
+        proc = subprocess.run(
+            [*args, "--depfile", str(depfile)],
+            cwd=info.stdout.strip(),
+            env={"PYTHONDONTWRITEBYTECODE": "1", "LAZYGEN_CACHE_DIR": str(self.tmp / "rerun-cache")},
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+        # Make syntax: "target:" then the prerequisites, lines joined by backslash-newline.
+        return depfile.read_text().replace("\\\n", " ").split(":", 1)[1].split()
+
     def generated(self) -> dict[str, bytes]:
+        # Only the generated files: lazygen's dotfiles would appear here too
+        # under a spawn strategy that keeps undeclared outputs.
         out = self.ws / "bazel-bin" / "ts_lazy"
-        return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+        return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if not p.name.startswith(".")}
 
     def edit_yaml(self, edit) -> None:
         path = self.ws / YAML
@@ -191,6 +212,7 @@ class Scenario:
     ws: Workspace
     first: Build
     first_files: dict[str, bytes]
+    first_reads: list[str]
     noop: Build
     comment: Build
     comment_files: dict[str, bytes]
@@ -213,6 +235,8 @@ def scenario():
         first = ws.build("//:all")
         assert first.returncode == 0, first.output
         first_files = ws.generated()
+        (lazygen_spawn,) = [s for s in first.spawns if s["mnemonic"] == "LazyGen"]
+        first_reads = ws.reads_of(lazygen_spawn)
 
         noop = ws.build("//:all")
 
@@ -240,7 +264,7 @@ def scenario():
         no_shape = ws.build("//bad:no_shape_file")
 
         yield Scenario(
-            ws, first, first_files, noop, comment, comment_files,
+            ws, first, first_files, first_reads, noop, comment, comment_files,
             cached, cached_files, changed, changed_files, bad, no_shape,
         )
     finally:
@@ -284,7 +308,10 @@ def test_lazygen_action_is_one_hermetic_tool_run(scenario):
     (spawn,) = [s for s in scenario.first.spawns if s["mnemonic"] == "LazyGen"]
     args = spawn["commandArgs"]
     assert args[0].endswith("/bazel/lazygen"), "the py_binary itself runs, not a shell"
-    assert spawn.get("environmentVariables", []) == []
+    # Nothing from the user's environment; lazygen's caches stay in the output folder.
+    env = {e["name"]: e["value"] for e in spawn.get("environmentVariables", [])}
+    assert list(env) == ["LAZYGEN_CACHE_DIR"]
+    assert env["LAZYGEN_CACHE_DIR"] == args[args.index("-o") + 1] + "/.lazygen-cache"
     assert spawn["progressMessage"].startswith("Generating lazy-tensor sources for //:ts_lazy")
     for flag, value in [
         ("--include-prefix", PREFIX),
@@ -303,6 +330,14 @@ def test_lazygen_action_is_one_hermetic_tool_run(scenario):
         assert path in inputs, path
     outputs = sorted(o["path"].rsplit("/", 1)[1] for o in spawn["actualOutputs"])
     assert outputs == sorted(HEADERS + SOURCES)
+
+
+def test_every_file_lazygen_reads_is_a_declared_input(scenario):
+    (spawn,) = [s for s in scenario.first.spawns if s["mnemonic"] == "LazyGen"]
+    inputs = {i["path"] for i in spawn["inputs"]}
+    reads = scenario.first_reads
+    assert YAML in reads
+    assert [path for path in reads if path not in inputs] == []
 
 
 def test_noop_build_executes_no_action(scenario):
