@@ -111,6 +111,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         depfile=Path(args.depfile) if args.depfile else None,
         expect_backend=args.expect_backend,
         expect_autograd=args.expect_autograd,
+        write_missing_shapes=Path(args.write_missing_shapes) if args.write_missing_shapes else None,
         **custom,
     )
 
@@ -161,7 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path in list_outputs(options):
                 print(os.fspath(path))
             return 0
-        result = generate_with_shapes(options, args.write_missing_shapes)
+        from lazygen.api import generate
+
+        result = generate(options)
         if generating:
             fastpath.record(
                 argv,
@@ -174,22 +177,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(d.format(), file=sys.stderr)
         return 1
     return 0
-
-
-def generate_with_shapes(options: Options, missing_shapes_file: str | None):
-    from lazygen.api import generate
-    from lazygen.errors import UserError
-
-    try:
-        return generate(options)
-    except UserError as err:
-        if missing_shapes_file:
-            from lazygen.shapes import write_missing_shapes
-
-            from pathlib import Path
-
-            write_missing_shapes(err, Path(missing_shapes_file))
-        raise
 
 
 if __name__ == "__main__":

@@ -194,11 +194,47 @@ def check_shape_inference(options: Options, views: dict, problems: _Problems) ->
     except (OSError, UnicodeDecodeError) as err:
         raise UserError.at(str(path), None, None, f"cannot read the shape inference header: {getattr(err, 'strerror', None) or err}",
                            "pass it with --shape-inference-file, or skip the check with --no-shape-inference-check") from None
-    for f, decl in views["shape_decls"]:
-        if decl not in lines:
-            problems.op(f, "full_codegen", f"no shape function for '{f.name}' in {options.shape_inference_hdr}; declare: {decl}",
-                        "or write the missing declarations with --write-missing-shapes FILE")
+    missing = [(f, decl) for f, decl in views["shape_decls"] if decl not in lines]
+    hint = "or write the missing declarations with --write-missing-shapes FILE"
+    if missing and options.write_missing_shapes is not None:
+        written = write_shape_files(Path(options.write_missing_shapes), options.shape_inference_hdr,
+                                    [d for _, d in views["shape_decls"]], [d for _, d in missing])
+        hint = f"wrote every declaration to {written[0]} and skeletons of the missing ones to {written[1]}"
+    for f, decl in missing:
+        problems.op(f, "full_codegen", f"no shape function for '{f.name}' in {options.shape_inference_hdr}; declare: {decl}", hint)
     return path
+
+
+def write_shape_files(header: Path, included: str, every_decl: list[str], missing: list[str]) -> tuple[Path, Path]:
+    """A header declaring every shape function the kernels call (so it passes
+    the check as --shape-inference-hdr) and skeleton definitions of the
+    missing ones, for a backend to fill in."""
+    source = header.with_name(header.name + ".cpp")
+    decls = "\n".join(dict.fromkeys(every_decl))
+    header_text = (
+        "#pragma once\n"
+        "// Shape functions the generated lazy kernels call (written by lazygen --write-missing-shapes).\n"
+        f"#include <{included}>\n\n"
+        "namespace torch {\nnamespace lazy {\n\n"
+        f"{decls}\n\n"
+        "} // namespace lazy\n} // namespace torch\n"
+    )
+    bodies = []
+    for decl in dict.fromkeys(missing):
+        signature = decl.removeprefix("TORCH_API ").removesuffix(";")
+        name = signature.split("(", 1)[0].rsplit(" ", 1)[-1]
+        bodies.append(f'{signature} {{\n  TORCH_CHECK(false, "{name} is not implemented yet");\n}}\n')
+    source_text = (
+        f'#include "{header.name}"\n\n#include <c10/util/Exception.h>\n\n'
+        "namespace torch {\nnamespace lazy {\n\n" + "\n".join(bodies) + "\n} // namespace lazy\n} // namespace torch\n"
+    )
+    for path, text in ((header, header_text), (source, source_text)):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise UserError.at(str(path), None, None, f"cannot write: {err.strerror or err}") from None
+    return header, source
 
 
 def check_kernels(options: Options, catalogue: Catalogue, checked: CheckedBackend, class_name: str, problems: _Problems) -> Path | None:

@@ -30,6 +30,10 @@ class Options:
     # resolved against the working directory, then torch's include folder.
     shape_inference_file: Path | None = None
     check_shape_inference: bool = True
+    # When shape functions are missing: write a header declaring every shape
+    # function the kernels call (it includes shape_inference_hdr) and, beside
+    # it (<file>.cpp), skeleton definitions of the missing ones.
+    write_missing_shapes: Path | None = None
     build_in_tree: bool = False
     per_operator_headers: bool = False
     backend_name: str = "TorchScript"
