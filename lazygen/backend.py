@@ -54,6 +54,22 @@ DISPATCH_KEYS = frozenset(
 
 _CPP_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$")
 
+# C++20 keywords and alternative tokens: they match the name pattern but are not identifiers.
+_CPP_KEYWORDS = frozenset(
+    "alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t char32_t class "
+    "compl concept const consteval constexpr constinit const_cast continue co_await co_return co_yield decltype "
+    "default delete do double dynamic_cast else enum explicit export extern false float for friend goto if inline "
+    "int long mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public register "
+    "reinterpret_cast requires return short signed sizeof static static_assert static_cast struct switch template "
+    "this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile wchar_t "
+    "while xor xor_eq".split()
+)
+
+
+def is_cpp_name(text: object) -> bool:
+    """A C++ identifier, possibly qualified (`torch::lazy`), none of whose parts is a keyword."""
+    return isinstance(text, str) and bool(_CPP_NAME_RE.fullmatch(text)) and not any(p in _CPP_KEYWORDS for p in text.split("::"))
+
 
 @dataclass(frozen=True)
 class OpEntry:
@@ -223,7 +239,7 @@ def parse_backend(path: Path, doc: Located | None = None) -> BackendSpec:
         errors.append(Diagnostic(path_s, 1, 1, "missing required key 'cpp_namespace'", "e.g. 'cpp_namespace: torch::lazy'"))
     else:
         ns_at = top["cpp_namespace"][1]
-        if not isinstance(ns_at.value, str) or not _CPP_NAME_RE.match(ns_at.value):
+        if not is_cpp_name(ns_at.value):
             errors.append(_err(path_s, ns_at, f"cpp_namespace '{ns_at.value}' is not a C++ namespace",
                                "write it like 'torch::lazy' or 'my_backend'"))
         else:
@@ -232,7 +248,7 @@ def parse_backend(path: Path, doc: Located | None = None) -> BackendSpec:
     class_name = None
     if "class_name" in top:
         c_at = top["class_name"][1]
-        if not isinstance(c_at.value, str) or not _CPP_NAME_RE.match(c_at.value):
+        if not is_cpp_name(c_at.value):
             errors.append(_err(path_s, c_at, f"class_name '{c_at.value}' is not a C++ class name"))
         else:
             class_name = c_at.value

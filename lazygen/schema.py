@@ -374,6 +374,8 @@ class Arguments:
 
 _AUGMENTED_ASSIGNMENT = frozenset({"add", "sub", "mul", "div", "mod", "pow", "lshift", "rshift", "and", "xor", "or"})
 _DUNDER_RE = re.compile(r"^__([^_]+)__$")
+_OP_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OVERLOAD_RE = re.compile(r"[A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -398,6 +400,11 @@ class OperatorName:
         namespace = None
         if "::" in name:
             namespace, name = name.rsplit("::", 1)
+        # The name becomes part of C++ identifiers (IR node classes, kernels).
+        if not _OP_NAME_RE.fullmatch(name) or not _OVERLOAD_RE.fullmatch(overload) or (
+            namespace is not None and not all(_OP_NAME_RE.fullmatch(p) for p in namespace.split("::"))
+        ):
+            raise SchemaError(f"operator name '{text}' is not of the form name.overload made of letters, digits and '_'")
         inplace = dunder = functional = False
         m = _DUNDER_RE.match(name)
         if m:

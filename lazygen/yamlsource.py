@@ -23,6 +23,9 @@ except AttributeError:  # PyYAML built without libyaml
 
 # Far more nodes than any backend yaml has, far fewer than an alias bomb expands to.
 MAX_NODES = 200_000
+# Far deeper than any backend yaml nests; libyaml's composer recurses in C
+# (tens of thousands of levels crash the process) and so does our converter.
+MAX_DEPTH = 100
 
 _SCALAR_TAGS = {
     "tag:yaml.org,2002:str",
@@ -64,6 +67,7 @@ def load(path: Path, text: str | None = None) -> Located:
     if not text.strip():
         raise UserError.at(str(path), 1, 1, "file is empty", "a backend yaml needs at least 'backend:' and 'cpp_namespace:'")
     try:
+        _check_depth(path, text)
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -77,6 +81,19 @@ def load(path: Path, text: str | None = None) -> Located:
     return _Converter(path).convert(node)
 
 
+def _check_depth(path: Path, text: str) -> None:
+    """Refuse deep nesting before composing: the event parser does not recurse."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise UserError.at(str(path), mark.line + 1, mark.column + 1, f"YAML nested more than {MAX_DEPTH} levels deep")
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+
+
 class _Converter:
     def __init__(self, path: Path) -> None:
         self.path = str(path)
@@ -86,27 +103,30 @@ class _Converter:
     def error(self, node: yaml.Node, message: str) -> UserError:
         return UserError.at(self.path, node.start_mark.line + 1, node.start_mark.column + 1, message)
 
-    def convert(self, node: yaml.Node) -> Located:
+    def convert(self, node: yaml.Node, depth: int = 1) -> Located:
         self.count += 1
         if self.count > MAX_NODES:
             raise self.error(node, f"document expands to more than {MAX_NODES} nodes (YAML aliases?)")
+        # Aliases can nest deeper than the text does, or refer to themselves.
+        if depth > MAX_DEPTH:
+            raise self.error(node, f"YAML nested more than {MAX_DEPTH} levels deep (recursive YAML alias?)")
         line, col = node.start_mark.line + 1, node.start_mark.column + 1
         if isinstance(node, yaml.MappingNode):
             if node.tag != "tag:yaml.org,2002:map":
                 raise self.error(node, f"YAML tag '{node.tag}' is not allowed here")
             out: dict[str, tuple[Located, Located]] = {}
             for key_node, value_node in node.value:
-                key = self.convert(key_node)
+                key = self.convert(key_node, depth + 1)
                 if not isinstance(key.value, str):
                     raise self.error(key_node, f"mapping key {key.value!r} is not a string")
                 if key.value in out:
                     raise self.error(key_node, f"duplicate key '{key.value}'")
-                out[key.value] = (key, self.convert(value_node))
+                out[key.value] = (key, self.convert(value_node, depth + 1))
             return Located(out, line, col)
         if isinstance(node, yaml.SequenceNode):
             if node.tag != "tag:yaml.org,2002:seq":
                 raise self.error(node, f"YAML tag '{node.tag}' is not allowed here")
-            return Located([self.convert(n) for n in node.value], line, col)
+            return Located([self.convert(n, depth + 1) for n in node.value], line, col)
         if node.tag not in _SCALAR_TAGS:
             raise self.error(node, f"YAML tag '{node.tag}' is not allowed here")
         try:
