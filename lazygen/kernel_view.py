@@ -37,14 +37,24 @@ class Kernel:
     signature: str  # the definition's signature, `<ret> <Class>::<kernel>(<args>)`
     node_ctor_inputs: str
     first_tensor_name: str | None
-    # Default contents of the template blocks of the same names.
+    num_returns: int
+    # How return_aten_tensor hands the node back: "single" (one new tensor),
+    # "tuple" (one per result) or "in_place" (the first tensor argument).
+    result_kind: str
+    lazy_tensor_ptr: str
+    aten_symbol: str  # the op's c10::Symbol, as the forced fallback checks it
+    fallback_op: str  # ATEN_OP(...) / ATEN_OP2(...)
+    # The dispatcher call's arguments made from the kernel's; None when they
+    # cannot be made (only an error when gen_forced_fallback_code asks for them).
+    fallback_args: tuple[str, ...] | None
+    # Default contents of the template blocks of the same names
+    # (return_aten_tensor's is laid out in native_function.j2).
     gen_fallback_code: str
     metrics: str
     get_device: str
     lazy_tensor_decls: str
     shape_inference: str
     create_lazy_tensor: str
-    return_aten_tensor: str
 
 
 def shape_signature_args(f: NativeFunction, symint: bool) -> str:
@@ -90,18 +100,24 @@ def _node_ctor_input(arg: LazyArgument, names: Names) -> str:
     return arg.name
 
 
+def _fallback_op(f: NativeFunction, schema: LazyIrSchema) -> str:
+    overload = f.func.name.overload
+    return f"ATEN_OP2({schema.aten_name}, {overload})" if overload else f"ATEN_OP({schema.aten_name})"
+
+
+def _fallback_args(f: NativeFunction, sig: Signature) -> list[str]:
+    return translate(sig.arguments(), Signature(f.func, Flavor.of(f)).arguments())
+
+
 def _fallback(ctx: KernelContext, f: NativeFunction, schema: LazyIrSchema, sig: Signature) -> str:
     if not ctx.options.gen_forced_fallback_code:
         return ""
-    dispatcher = Signature(f.func, Flavor.of(f))
-    args = ",\n                ".join(translate(sig.arguments(), dispatcher.arguments()))
-    overload = f.func.name.overload
-    op = f"ATEN_OP2({schema.aten_name}, {overload})" if overload else f"ATEN_OP({schema.aten_name})"
+    args = ",\n                ".join(_fallback_args(f, sig))
     names = ctx.names
     return (
         "\n"
         f"        if ({names.force_eager_fallback}({aten_symbol(schema)})) {{\n"
-        f"            return at::native::call_fallback_fn_symint<&{names.ltc_eager_fallback}, {op}>::call(\n"
+        f"            return at::native::call_fallback_fn_symint<&{names.ltc_eager_fallback}, {_fallback_op(f, schema)}>::call(\n"
         f"                {args}\n"
         "            );\n"
         "        }\n"
@@ -220,26 +236,25 @@ def _create_lazy_tensor(ctx: KernelContext, first_tensor_name: str | None) -> st
     return f"{o.backend_namespace}::{o.create_tensor}"
 
 
-def _return_aten_tensor(ctx: KernelContext, f: NativeFunction, schema: LazyIrSchema, first: str | None) -> str:
-    o = ctx.options
+def _result_kind(f: NativeFunction, schema: LazyIrSchema, first: str | None) -> str:
     returns = len(schema.returns)
-    create = _create_lazy_tensor(ctx, first)
-    text = f"auto result = {o.create_aten_from_ltc_tensor}(\n                {create}(std::move(node), *common_device));"
+    kind = "single"
     if returns > 1:
         if first is None:
             raise Unsupported("it returns several tensors but takes no tensor argument")
-        text = (
-            f"std::vector<{ctx.lazy_tensor_ptr}> lazy_tensors;\n"
-            f"        for (int i = 0; i < {returns}; i++) {{\n"
-            f"            lazy_tensors.push_back({create}({o.lazy_value_class}(node, i), *common_device));\n"
-            "        }\n"
-            f"        auto result = {o.tuple_aten_from_ltc_tensors}<{returns}>(lazy_tensors);"
-        )
+        kind = "tuple"
     if f.func.name.inplace or f.func.is_out_fn():
         if returns != 1:
             raise Unsupported(f"it is an in-place or out= op with {returns} results; generated kernels handle exactly one")
-        text = f"lazy_{first}->SetInPlaceIrValue(node);\n        auto& result = {first};"
-    return text + "\n        return result;"
+        kind = "in_place"
+    return kind
+
+
+def _optional_fallback_args(f: NativeFunction, sig: Signature) -> tuple[str, ...] | None:
+    try:
+        return tuple(_fallback_args(f, sig))
+    except Unsupported:
+        return None
 
 
 def kernel(ctx: KernelContext, f: NativeFunction, schema: LazyIrSchema, kernel_name: str, symint: bool) -> Kernel:
@@ -248,6 +263,13 @@ def kernel(ctx: KernelContext, f: NativeFunction, schema: LazyIrSchema, kernel_n
     values = [a.name for a in schema.value_args if not a.is_wrapped_scalar]
     first = values[0] if values else None
     ctor_inputs = ", ".join(_node_ctor_input(a, ctx.names) for a in schema.filtered_args())
+    # In the order the kernel's parts appear, so the first problem is the one reported.
+    fallback = _fallback(ctx, f, schema, sig)
+    get_device = _get_device(ctx, schema)
+    decls = _lazy_tensor_decls(ctx, schema)
+    shapes = _shape_inference(ctx, f, schema, kernel_name, symint)
+    create = _create_lazy_tensor(ctx, first)
+    result_kind = _result_kind(f, schema, first)
     return Kernel(
         func=f,
         schema=schema,
@@ -255,11 +277,16 @@ def kernel(ctx: KernelContext, f: NativeFunction, schema: LazyIrSchema, kernel_n
         signature=sig.decl(name=f"{ctx.class_name}::{kernel_name}"),
         node_ctor_inputs=ctor_inputs,
         first_tensor_name=first,
-        gen_fallback_code=_fallback(ctx, f, schema, sig),
+        num_returns=len(schema.returns),
+        result_kind=result_kind,
+        lazy_tensor_ptr=ctx.lazy_tensor_ptr,
+        aten_symbol=aten_symbol(schema),
+        fallback_op=_fallback_op(f, schema),
+        fallback_args=_optional_fallback_args(f, sig),
+        gen_fallback_code=fallback,
         metrics=f"{ctx.options.metrics_counter};",
-        get_device=_get_device(ctx, schema),
-        lazy_tensor_decls=_lazy_tensor_decls(ctx, schema),
-        shape_inference=_shape_inference(ctx, f, schema, kernel_name, symint),
-        create_lazy_tensor=_create_lazy_tensor(ctx, first),
-        return_aten_tensor=_return_aten_tensor(ctx, f, schema, first),
+        get_device=get_device,
+        lazy_tensor_decls=decls,
+        shape_inference=shapes,
+        create_lazy_tensor=create,
     )

@@ -15,6 +15,12 @@ Option names are run_gen_lazy_tensor's keyword names, plus:
                         the check reads shape_inference_hdr resolved against
                         cwd (or the caller's working directory), else against
                         torch's include directory, the way lazygen looks for it.
+  generators_file       a Python file the driver loads; it defines torchgen
+                        subclasses (of GenLazyIR, GenLazyNativeFuncDefinition)
+  lazy_ir_generator, native_func_definition_generator
+                        names of classes in generators_file, passed to
+                        run_gen_lazy_tensor under those keywords (the way
+                        torch_xla and torch-mlir customise torchgen)
 """
 
 from __future__ import annotations
@@ -72,7 +78,15 @@ RUN_GEN_LAZY_TENSOR_OPTIONS = frozenset(
     }
 )
 HARNESS_OPTIONS = frozenset(
-    {"gen_ts_lowerings", "generated_by", "cwd", "shape_inference_file"}
+    {
+        "gen_ts_lowerings",
+        "generated_by",
+        "cwd",
+        "shape_inference_file",
+        "generators_file",
+        "lazy_ir_generator",
+        "native_func_definition_generator",
+    }
 )
 OPTIONS = RUN_GEN_LAZY_TENSOR_OPTIONS | HARNESS_OPTIONS
 
@@ -244,7 +258,7 @@ class Reference:
         base = Path(wire["cwd"]).resolve() if wire.get("cwd") is not None else Path.cwd()
         if wire.get("cwd") is not None:
             wire["cwd"] = str(base)
-        for name in ("source_yaml", "impl_path", "aten_path", "shape_inference_file"):
+        for name in ("source_yaml", "impl_path", "aten_path", "shape_inference_file", "generators_file"):
             if wire.get(name) is not None:
                 wire[name] = str(base / wire[name])
         if "shape_inference_file" not in wire:
@@ -255,7 +269,7 @@ class Reference:
         # What the answer depends on: the request, and the files it reads.
         # Input paths never reach the output, so only their contents count.
         contents = {}
-        for name in ("source_yaml", "impl_path", "shape_inference_file"):
+        for name in ("source_yaml", "impl_path", "shape_inference_file", "generators_file"):
             path = wire.get(name)
             if path is not None:
                 contents[name] = _digest(Path(path).read_bytes()) if Path(path).is_file() else None

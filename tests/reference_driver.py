@@ -30,6 +30,12 @@ A batch is a JSON object or a list of them. Each object is one request:
                                 driver's own working directory.
           shape_inference_file  the file the shape-inference check reads, when it
                                 is not shape_inference_hdr resolved against cwd
+          generators_file       a Python file to load (as a fresh module) that
+                                defines torchgen generator subclasses
+          lazy_ir_generator, native_func_definition_generator
+                                names of classes in generators_file, passed to
+                                run_gen_lazy_tensor under those keywords
+                                (lazy_ir_generator excludes gen_ts_lowerings)
         Answer: {"ok", "error_type", "error", "files": {name: base64 bytes}}.
         "files" holds what the run wrote (also when it failed part way).
 
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -78,7 +85,17 @@ DEFAULT_ATEN_PATH = str(Path(torchgen.__file__).parent / "packaged" / "ATen")
 DEFAULT_GENERATED_BY = "torchgen/gen.py"
 
 # Keys of a generate request that this driver consumes; the rest go to torchgen.
-DRIVER_KEYS = ("mode", "gen_ts_lowerings", "generated_by", "cwd", "shape_inference_file")
+DRIVER_KEYS = (
+    "mode",
+    "gen_ts_lowerings",
+    "generated_by",
+    "cwd",
+    "shape_inference_file",
+    "generators_file",
+    "lazy_ir_generator",
+    "native_func_definition_generator",
+)
+GENERATOR_KEYS = ("lazy_ir_generator", "native_func_definition_generator")
 
 
 # ---------------------------------------------------------------- generate
@@ -186,7 +203,7 @@ def _error_fields(e: BaseException) -> dict[str, Any]:
     return {"ok": False, "error_type": type(e).__name__, "error": str(e)}
 
 
-_INPUT_PATHS = ("source_yaml", "impl_path", "aten_path", "shape_inference_file")
+_INPUT_PATHS = ("source_yaml", "impl_path", "aten_path", "shape_inference_file", "generators_file")
 
 
 def _anchor_inputs(request: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +216,27 @@ def _anchor_inputs(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_loaded_generators = 0
+
+
+def _generator_classes(request: dict[str, Any]) -> dict[str, type]:
+    """The classes a request names, from its generators_file (loaded afresh:
+    the same path may hold different code in another request)."""
+    wanted = {k: request[k] for k in GENERATOR_KEYS if request.get(k) is not None}
+    path = request.get("generators_file")
+    if not wanted:
+        return {}
+    if path is None:
+        raise ValueError(f"{', '.join(wanted)} name classes of generators_file, which is missing")
+    global _loaded_generators
+    _loaded_generators += 1
+    spec = importlib.util.spec_from_file_location(f"_reference_generators_{_loaded_generators}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {key: getattr(module, name) for key, name in wanted.items()}
+
+
 def generate(request: dict[str, Any]) -> dict[str, Any]:
     request = _anchor_inputs(request)
     kwargs = {k: v for k, v in request.items() if k not in DRIVER_KEYS}
@@ -206,7 +244,10 @@ def generate(request: dict[str, Any]) -> dict[str, Any]:
     kwargs.setdefault("dry_run", False)
     kwargs.setdefault("impl_path", None)
     if request.get("gen_ts_lowerings", False):
+        if request.get("lazy_ir_generator") is not None:
+            raise ValueError("gen_ts_lowerings and lazy_ir_generator both choose the IR generator: pass one")
         kwargs["lazy_ir_generator"] = GenTSLazyIR
+    kwargs.update(_generator_classes(request))
     output_dir = kwargs.get("output_dir", "")
 
     answer: dict[str, Any] = {"ok": True, "error_type": None, "error": None}
