@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lazygen.catalogue import Catalogue, NativeFunction, functions_of
+from lazygen.catalogue import Catalogue, NativeFunction
 from lazygen.errors import Diagnostic, UserError
 from lazygen.cpp import kernel_name
 from lazygen.schema import FunctionSchema, OperatorName, SchemaError, parse_schema
@@ -323,13 +323,13 @@ def _resolve(spec: BackendSpec, key: str, entry: OpEntry, catalogue: Catalogue, 
     except SchemaError as err:
         errors.append(Diagnostic(spec.path, entry.line, entry.col, f"'{entry.text}' under '{key}' is not an operator name: {err}"))
         return None
-    if str(name) in catalogue.by_name:
+    if str(name) in catalogue:
         return str(name)
-    same_base = sorted(n for n in catalogue.by_name if n.split(".", 1)[0] == name.name)
+    same_base = sorted(n for n in catalogue.order if n.split(".", 1)[0] == name.name)
     if same_base:
         hint = "its overloads are: " + ", ".join(same_base[:12]) + (", ..." if len(same_base) > 12 else "")
     else:
-        close = difflib.get_close_matches(entry.text, list(catalogue.by_name), n=1)
+        close = difflib.get_close_matches(entry.text, list(catalogue.order), n=1)
         hint = f"did you mean '{close[0]}'?" if close else None
     errors.append(Diagnostic(spec.path, entry.line, entry.col, f"unknown operator '{entry.text}' under '{key}'", hint))
     return None
@@ -379,7 +379,7 @@ def check_backend(spec: BackendSpec, catalogue: Catalogue) -> tuple[CheckedBacke
     symint_texts = {e.text for e in spec.symint}
     symint_names = {name for name, _ in resolved["symint"]}
     for name, entry in resolved["symint"]:
-        f = catalogue.by_name[name]
+        f = catalogue.function(name)
         if not f.func.has_symint():
             errors.append(Diagnostic(spec.path, entry.line, entry.col, f"'{entry.text}' is under 'symint' but has no SymInt argument",
                                      f"its schema: {f.func}"))
@@ -387,7 +387,7 @@ def check_backend(spec: BackendSpec, catalogue: Catalogue) -> tuple[CheckedBacke
     def index_for(dispatch_key: str, entries: list[tuple[str, OpEntry]]) -> BackendIndex:
         kernels = {}
         for name, entry in entries:
-            kernel = kernel_name(catalogue.by_name[name].func)
+            kernel = kernel_name(catalogue.function(name).func)
             # torchgen matches the raw text, so `symint` must spell the op as the other list does.
             if entry.text in symint_texts:
                 kernel += "_symint"
@@ -399,21 +399,20 @@ def check_backend(spec: BackendSpec, catalogue: Catalogue) -> tuple[CheckedBacke
     for name, kernel in backend_index.kernels.items():
         if name in symint_names:
             continue  # the symint check above speaks for these
-        if supports_symint(kernel) and not catalogue.by_name[name].func.has_symint():
+        if supports_symint(kernel) and not catalogue.function(name).func.has_symint():
             entry = lines[name]
             errors.append(Diagnostic(spec.path, entry.line, entry.col,
                                      f"kernel name '{kernel}' for '{name}' reads as a SymInt kernel, but the op has no SymInt argument"))
 
     # One operator's variants go either to the backend key or to its autograd key, not both.
     if autograd_index is not None:
-        for item in catalogue.grouped:
-            fs = functions_of(item)
-            fwd = [f for f in fs if f.op in backend_index.kernels]
-            bwd = [f for f in fs if f.op in autograd_index.kernels]
-            if fwd and bwd and fwd[0].op != bwd[0].op:
-                entry = lines[bwd[0].op]
+        for names in catalogue.groups:
+            fwd = [op for op in names if op in backend_index.kernels]
+            bwd = [op for op in names if op in autograd_index.kernels]
+            if fwd and bwd and fwd[0] != bwd[0]:
+                entry = lines[bwd[0]]
                 errors.append(Diagnostic(spec.path, entry.line, entry.col,
-                                         f"'{bwd[0].op}' is under 'autograd' but its variant '{fwd[0].op}' is under 'supported'/'full_codegen'",
+                                         f"'{bwd[0]}' is under 'autograd' but its variant '{fwd[0]}' is under 'supported'/'full_codegen'",
                                          "all variants of an op go to the backend key or all to its autograd key"))
     return CheckedBackend(
         spec=spec,

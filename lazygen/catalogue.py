@@ -9,9 +9,8 @@ loading and caching live elsewhere (lazygen.catalogue_cache).
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Iterator, Union
+from dataclasses import dataclass, field, fields
+from typing import Iterable, Iterator, Union
 
 from lazygen.schema import (
     Annotation,
@@ -41,7 +40,7 @@ class CatalogueError(ValueError):
         self.line = line
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NativeFunction:
     """One entry of native_functions.yaml (or one generated from `autogen`).
 
@@ -70,27 +69,26 @@ class NativeFunction:
     category_override: str | None = None
     precomputed: tuple[str, ...] | None = None
     ufunc_inner_loop: tuple[tuple[str, str], ...] = ()
+    _func: FunctionSchema | None = field(default=None, init=False, repr=False, compare=False, hash=False)
 
-    @cached_property
+    @property
     def func(self) -> FunctionSchema:
-        return parse_schema(self.schema_text)
+        if self._func is None:
+            object.__setattr__(self, "_func", parse_schema(self.schema_text))  # a cache, not a change
+        return self._func
 
     @property
     def name(self) -> OperatorName:
         return self.func.name
 
-    @cached_property
+    @property
     def kind(self) -> Kind:
         return self.func.kind()
 
-    def __getstate__(self) -> dict:
-        # Leave parsed schemas out of pickles (see the class docstring).
-        return {k: v for k, v in self.__dict__.items() if k not in ("func", "kind")}
-
     @staticmethod
-    def with_schema(func: FunctionSchema, **fields) -> NativeFunction:
-        f = NativeFunction(op=str(func.name), schema_text=str(func), **fields)
-        f.__dict__["func"] = func  # already parsed
+    def with_schema(func: FunctionSchema, **kwargs) -> NativeFunction:
+        f = NativeFunction(op=str(func.name), schema_text=str(func), **kwargs)
+        object.__setattr__(f, "_func", func)  # already parsed
         return f
 
     @property
@@ -155,12 +153,78 @@ def functions_of(item: Grouped) -> tuple[NativeFunction, ...]:
     return tuple(item.functions()) if isinstance(item, NativeFunctionsGroup) else (item,)
 
 
-@dataclass(frozen=True)
 class Catalogue:
-    functions: tuple[NativeFunction, ...]  # file order, generated functions last
-    grouped: tuple[Grouped, ...]  # sorted the way gen_lazy_tensor sorts them
-    dispatch_keys: frozenset[str]  # every key some kernel is registered for
-    by_name: dict[str, NativeFunction] = field(compare=False, hash=False)  # "add.Tensor" -> function
+    """The catalogue, compact: each function is stored as a tuple of its
+    fields and becomes a NativeFunction only when asked for, so loading the
+    cached catalogue is quick and a run's memory holds only what it uses."""
+
+    def __init__(self, rows: dict[str, tuple], order: tuple[str, ...], groups: tuple[tuple[str | None, ...], ...],
+                 dispatch_keys: frozenset[str]) -> None:
+        self.rows = rows  # op name -> NativeFunction field values, in field order
+        self.order = order  # op names in file order, generated functions last
+        self.groups = groups  # sorted; (functional, out, inplace, mutable) for a group, (op,) for a lone function
+        self.dispatch_keys = dispatch_keys  # every key some kernel is registered for
+        self._made: dict[str, NativeFunction] = {}
+
+    def __getstate__(self) -> dict:
+        return {"rows": self.rows, "order": self.order, "groups": self.groups, "dispatch_keys": self.dispatch_keys}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    @staticmethod
+    def of(functions: list[NativeFunction], grouped: list[Grouped], dispatch_keys: frozenset[str]) -> Catalogue:
+        names = [f.name for f in fields(NativeFunction) if f.init]
+        # Equal field values (tag sets, dispatch tables, "aten", ...) become
+        # one object, which pickle then stores, and loads, once.
+        shared: dict = {}
+
+        def share(value):
+            try:
+                return shared.setdefault(value, value)
+            except TypeError:  # unhashable: keep as is
+                return value
+
+        rows = {f.op: tuple(share(getattr(f, n)) for n in names) for f in functions}
+        groups = tuple(
+            (g.functional.op, g.out.op, g.inplace.op if g.inplace else None, g.mutable.op if g.mutable else None)
+            if isinstance(g, NativeFunctionsGroup) else (g.op,)
+            for g in grouped
+        )
+        catalogue = Catalogue(rows, tuple(f.op for f in functions), groups, dispatch_keys)
+        catalogue._made.update((f.op, f) for f in functions)  # keep the parsed schemas of this run
+        return catalogue
+
+    def __contains__(self, op: str) -> bool:
+        return op in self.rows
+
+    def function(self, op: str) -> NativeFunction:
+        f = self._made.get(op)
+        if f is None:
+            f = self._made[op] = NativeFunction(*self.rows[op])
+        return f
+
+    def item(self, names: tuple[str | None, ...]) -> Grouped:
+        if len(names) == 1:
+            return self.function(names[0])
+        functional, out, inplace, mutable = names
+        return NativeFunctionsGroup(
+            self.function(functional), self.function(out),
+            self.function(inplace) if inplace else None, self.function(mutable) if mutable else None,
+        )
+
+    @property
+    def functions(self) -> tuple[NativeFunction, ...]:
+        return tuple(self.function(op) for op in self.order)
+
+    @property
+    def grouped(self) -> tuple[Grouped, ...]:
+        return tuple(self.item(names) for names in self.groups)
+
+    @property
+    def by_name(self) -> dict[str, NativeFunction]:
+        """Every function by op name (materialises them all: for tests and error paths)."""
+        return {op: self.function(op) for op in self.order}
 
 
 # --------------------------------------------------------------- parsing
@@ -404,10 +468,11 @@ def _sort_key(item: Grouped) -> str:
     return f.op.split(".", 1)[0]
 
 
-def build_catalogue(native_entries: object, tag_entries: object) -> Catalogue:
-    """Model of native_functions.yaml entries (dicts with '__line__') and tags.yaml entries."""
+def build_catalogue(native_entries: Iterable[object], tag_entries: object) -> Catalogue:
+    """Model of native_functions.yaml entries (dicts with '__line__'; any
+    iterable, consumed once) and tags.yaml entries."""
     valid_tags = parse_tags(tag_entries)
-    if not isinstance(native_entries, list):
+    if isinstance(native_entries, (dict, str)) or not hasattr(native_entries, "__iter__"):
         raise CatalogueError("native_functions.yaml must be a list of entries")
     functions = []
     for e in native_entries:
@@ -417,4 +482,4 @@ def build_catalogue(native_entries: object, tag_entries: object) -> Catalogue:
     _add_autogen(functions)
     grouped = sorted(_group(functions), key=_sort_key)
     keys = frozenset(k for f in functions for k in f.dispatch_keys)
-    return Catalogue(tuple(functions), tuple(grouped), keys, {f.op: f for f in functions})
+    return Catalogue.of(functions, grouped, keys)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from lazygen.catalogue import Catalogue, CatalogueError, build_catalogue
 from lazygen.errors import UserError
@@ -63,6 +65,32 @@ def _parse_yaml(path: Path, data: bytes) -> object:
         raise UserError.at(str(path), mark.line + 1 if mark else None, mark.column + 1 if mark else None, f"invalid YAML: {err}") from None
 
 
+_ITEM_START = re.compile(rb"^- ", re.MULTILINE)
+
+
+def _parse_entries(path: Path, data: bytes) -> Iterator[object]:
+    """native_functions.yaml's entries, each with its '__line__', one at a time.
+
+    Each top-level list item is loaded on its own: the C loader composes a
+    whole document's node graph before it builds any value, which for this
+    15,000-line file costs several times the memory of the values."""
+    starts = [m.start() for m in _ITEM_START.finditer(data)]
+    chunks = [data[start:end] for start, end in zip(starts, starts[1:] + [len(data)])]
+    if not starts or _parse_yaml(path, data[: starts[0]]) is not None or any(c.startswith(b"- -") for c in chunks):
+        whole = _parse_yaml(path, data)  # not a plain block list of mappings: load it whole
+        yield from whole if isinstance(whole, list) else [whole]
+        return
+    line = data.count(b"\n", 0, starts[0]) + 1
+    for chunk in chunks:
+        items = _parse_yaml(path, chunk)
+        if not isinstance(items, list) or len(items) != 1:
+            raise UserError.at(str(path), line, 1, "unexpected operator catalogue: an entry that is not one list item")
+        if isinstance(items[0], dict):
+            items[0]["__line__"] = line
+        yield items[0]
+        line += chunk.count(b"\n")
+
+
 def _load_cached(entry: Path, key: str) -> Catalogue | None:
     try:
         with entry.open("rb") as f:
@@ -89,12 +117,15 @@ def load_catalogue(native_path: Path, tags_path: Path, *, use_cache: bool = True
     native_bytes, tags_bytes = _read(native_path), _read(tags_path)
     key = _key(native_bytes, tags_bytes)
     entry = cache_dir() / f"catalogue-{key}.pickle"
-    if use_cache:
+    if use_cache and entry.exists():
+        del native_bytes, tags_bytes  # not needed to load a cached model; keep peak memory low
         cached = _load_cached(entry, key)
         if cached is not None:
             return cached
+        native_bytes, tags_bytes = _read(native_path), _read(tags_path)
     try:
-        catalogue = build_catalogue(_parse_yaml(native_path, native_bytes), _parse_yaml(tags_path, tags_bytes))
+        tags = _parse_yaml(tags_path, tags_bytes)
+        catalogue = build_catalogue(_parse_entries(native_path, native_bytes), tags)
     except CatalogueError as err:
         raise UserError.at(str(native_path), err.line, 1 if err.line else None, f"unexpected operator catalogue: {err}") from None
     if use_cache:

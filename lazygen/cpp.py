@@ -9,6 +9,7 @@ strings is comparing two types.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from lazygen.catalogue import NativeFunction
 from lazygen.errors import Unsupported
@@ -166,6 +167,10 @@ class Signature:
     prefix: str = ""
 
     def arguments(self) -> list[Binding]:
+        return self._bindings
+
+    @cached_property
+    def _bindings(self) -> list[Binding]:
         return [
             Binding(a.name, argument_type(a.type, mutable=a.is_write, flavor=self.flavor), a.name)
             for a in self.func.arguments.flat_all

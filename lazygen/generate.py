@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lazygen import plan
 from lazygen.backend import BackendSpec, CheckedBackend, check_backend, parse_backend, supports_symint
-from lazygen.catalogue import Catalogue, NativeFunction, functions_of
+from lazygen.catalogue import Catalogue, NativeFunction
 from lazygen.cpp import Flavor, Signature
 from lazygen.errors import Diagnostic, Unsupported, UserError
 from lazygen.ir_view import IrNode, Names, ir_node
@@ -103,10 +103,11 @@ def build_views(options: Options, catalogue: Catalogue, checked: CheckedBackend,
     shape_decls: list[tuple[NativeFunction, str]] = []
     ir_ops = set(checked.full_codegen) | set(checked.ir_gen)
     full = set(checked.full_codegen)
-    for item in catalogue.grouped:
-        for f in functions_of(item):
-            if f.op not in ir_ops:
+    for group in catalogue.groups:
+        for op in group:
+            if op not in ir_ops:
                 continue
+            f = catalogue.function(op)
             kernel_name = index.kernel(f)
             symint = supports_symint(kernel_name)
             section = "full_codegen" if f.op in full else "ir_gen"
@@ -138,10 +139,11 @@ def build_views(options: Options, catalogue: Catalogue, checked: CheckedBackend,
     for idx, target in ((index, declarations), (checked.autograd_index, autograd_declarations)):
         if idx is None:
             continue
-        for f in catalogue.functions:
-            k = idx.kernel(f)
+        for op in catalogue.order:
+            k = idx.kernels.get(op)
             if k is None:
                 continue
+            f = catalogue.function(op)
             try:
                 target.append(f"static {Signature(f.func, Flavor.of(f, symint=supports_symint(k))).decl(k)};")
             except Unsupported as err:
@@ -251,9 +253,9 @@ def check_kernels(options: Options, catalogue: Catalogue, checked: CheckedBacken
     kernels = dict(checked.backend_index.kernels)
     if checked.autograd_index is not None:
         kernels.update(checked.autograd_index.kernels)
-    for f in catalogue.functions:
-        if f.op in kernels and f.op not in full:
-            expected.setdefault(kernels[f.op], []).append(f)
+    for op in catalogue.order:
+        if op in kernels and op not in full:
+            expected.setdefault(kernels[op], []).append(catalogue.function(op))
     pattern = re.compile(rf"(.*){re.escape(class_name)}::\s*([\w\d]*)\(")
     found: dict[str, int] = {}
     for before, name in pattern.findall(text):

@@ -6,16 +6,39 @@ and the generator share this one definition.
 """
 
 def lazy_output_headers(backend):
-    """Headers written for dispatch key `backend`."""
+    """Headers written for a dispatch key.
+
+    Args:
+      backend: the dispatch key (the yaml's `backend:`).
+
+    Returns:
+      the file names.
+    """
     return ["LazyIr.h", "LazyNonNativeIr.h", backend + "NativeFunctions.h"]
 
 def lazy_output_sources(backend, autograd):
-    """Sources written for dispatch key `backend`; `autograd` says whether the yaml has an autograd section."""
+    """Sources written for a dispatch key.
+
+    Args:
+      backend: the dispatch key (the yaml's `backend:`).
+      autograd: whether the yaml has an autograd section.
+
+    Returns:
+      the file names.
+    """
     sources = [backend + "NativeFunctions.cpp", "Register" + backend + ".cpp"]
     if autograd:
         sources.append("RegisterAutograd" + backend + ".cpp")
     return sources
 
 def lazy_output_names(backend, autograd):
-    """Every output, headers first, in a fixed order."""
+    """Every output, headers first, in a fixed order.
+
+    Args:
+      backend: the dispatch key (the yaml's `backend:`).
+      autograd: whether the yaml has an autograd section.
+
+    Returns:
+      the file names.
+    """
     return lazy_output_headers(backend) + lazy_output_sources(backend, autograd)

@@ -128,14 +128,16 @@ def wrappers(catalogue: Catalogue, index: BackendIndex, cpp_namespace: str, clas
     and a WrapperError for each one that cannot be made."""
     out = []
     errors = []
-    for item in catalogue.grouped:
+    kernels = index.kernels
+    for names in catalogue.groups:
+        if not any(op in kernels for op in names if op):
+            continue  # nothing of this operator is the backend's
+        item = catalogue.item(names)
         if isinstance(item, NativeFunctionsGroup):
             pairs = [(f, item) for f in item.functions()]
         else:
             pairs = [(item, None)]
         for f, g in pairs:
-            if index.kernel(f) is None and (g is None or index.kernel(g.functional) is None):
-                continue  # fast path: nothing for this function
             try:
                 w = _wrapper(index, cpp_namespace, class_name, f, g)
             except Unsupported as err:

@@ -32,9 +32,27 @@ def codeblock(value: object, indent: str = "") -> str:
         items = [value]
     else:
         items = [str(v) for v in value]
-    lines = [line for item in items for line in item.splitlines()]
-    content = textwrap.indent("\n".join(lines), indent)
-    return "\n".join(line.rstrip() for line in content.splitlines()).rstrip()
+    if indent:
+        content = textwrap.indent("\n".join(line for item in items for line in item.splitlines()), indent)
+        return "\n".join(line.rstrip() for line in content.splitlines()).rstrip()
+    return "\n".join(line.rstrip() for item in items for line in item.splitlines()).rstrip()
+
+
+class _BestEffortCache(jinja2.FileSystemBytecodeCache):
+    """Compiled templates on disk; a folder we cannot read or write (a
+    read-only home in a build sandbox) only costs compile time."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except OSError:
+            pass
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
 
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
@@ -47,7 +65,7 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
-    return jinja2.FileSystemBytecodeCache(str(folder))
+    return _BestEffortCache(str(folder))
 
 
 def make_environment(template_dirs: Sequence[Path] = ()) -> jinja2.Environment:

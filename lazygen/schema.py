@@ -42,7 +42,7 @@ class Kind(Enum):
 # ---------------------------------------------------------------- types
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BaseType:
     name: str
 
@@ -50,7 +50,7 @@ class BaseType:
         return self.name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OptionalType:
     elem: Type
 
@@ -58,7 +58,7 @@ class OptionalType:
         return f"{self.elem}?"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ListType:
     elem: Type
     size: int | None
@@ -67,7 +67,7 @@ class ListType:
         return f"{self.elem}[{self.size or ''}]"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CustomClassType:
     class_name: str
 
@@ -134,7 +134,7 @@ def _parse_type(text: str) -> Type:
 _ANNOTATION_RE = re.compile(r"^([a-z](?:\|[a-z])*)(!?)(?: -> (\*|[a-z](?:\|[a-z])*))?$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Annotation:
     """An alias annotation: `a`, `a!`, `a|b`, `a -> *`."""
 
@@ -186,7 +186,7 @@ def _type_text(t: Type, annotation: Annotation | None) -> str:
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Argument:
     name: str
     type: Type
@@ -222,7 +222,7 @@ class Argument:
         return f"{text}={self.default}" if self.default else text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Return:
     name: str | None
     type: Type
@@ -259,7 +259,7 @@ def _is_tensor_option(arg: Argument, name: str, base: str) -> bool:
     return arg.name == name and arg.type in (BaseType(base), OptionalType(BaseType(base)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Arguments:
     """Arguments split the way the C++ APIs need them: around `self`, and
     around the four tensor-options keywords (dtype, layout, device, pin_memory)."""
@@ -378,7 +378,7 @@ _OP_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OVERLOAD_RE = re.compile(r"[A-Za-z0-9_]*")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OperatorName:
     """`base` plus flags, and the overload after the dot: `add_.Tensor` is
     base "add", inplace, overload "Tensor"."""
@@ -451,7 +451,7 @@ class OperatorName:
 _SCHEMA_RE = re.compile(r"^([^\(]+)\((.*)\) -> (.*)$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FunctionSchema:
     name: OperatorName
     arguments: Arguments
