@@ -65,13 +65,17 @@ def generate(options: Options) -> Result:
     outputs = tuple(out_dir / n for n in names)
     if options.dry_run:
         return Result((), (), (), inputs, outputs)
-    result = commit(
-        out_dir,
-        rendered.contents,
-        depfile=Path(options.depfile) if options.depfile is not None else None,
-        depfile_target=os.fspath(outputs[0]),
-        inputs=[os.fspath(p) for p in inputs],
-    )
+    try:
+        result = commit(
+            out_dir,
+            rendered.contents,
+            depfile=Path(options.depfile) if options.depfile is not None else None,
+            depfile_target=os.fspath(outputs[0]),
+            inputs=[os.fspath(p) for p in inputs],
+        )
+    except OSError as err:
+        where = err.filename if err.filename else out_dir
+        raise UserError.at(os.fspath(where), None, None, f"cannot write the outputs: {err.strerror or err}") from None
     return Result(tuple(result.written), tuple(result.unchanged), tuple(result.removed), inputs, outputs)
 
 
