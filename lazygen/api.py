@@ -70,7 +70,7 @@ def generate(options: Options) -> Result:
             out_dir,
             rendered.contents,
             depfile=Path(options.depfile) if options.depfile is not None else None,
-            depfile_target=os.fspath(outputs[0]),
+            depfile_target=options.depfile_target or os.fspath(outputs[0]),
             inputs=[os.fspath(p) for p in inputs],
         )
     except OSError as err:

@@ -58,6 +58,7 @@ class Options:
     template_dirs: tuple[Path, ...] = ()
     generated_by: str = "lazygen"
     depfile: Path | None = None
+    depfile_target: str | None = None  # the depfile's target; default: the first output
     expect_backend: str | None = None
     expect_autograd: bool | None = None
 
