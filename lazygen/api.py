@@ -4,7 +4,7 @@ drop-in replacement for torchgen's run_gen_lazy_tensor."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lazygen import plan
@@ -20,6 +20,8 @@ class Result:
     removed: tuple[str, ...]  # stale outputs of an earlier run, deleted
     inputs: tuple[Path, ...]  # every file the run read (the depfile's dependencies)
     outputs: tuple[Path, ...]  # every output path
+    # (size, mtime_ns, inode) of each output and the depfile as this run left them.
+    output_stats: dict = field(default_factory=dict, compare=False)
 
 
 def catalogue_files(options: Options) -> tuple[Path, Path]:
@@ -53,7 +55,7 @@ def generate(options: Options) -> Result:
     dry_run, only check). Raises UserError for mistakes in the inputs."""
     from lazygen.catalogue_cache import load_catalogue
     from lazygen.commit import commit
-    from lazygen.generate import load_spec, render_outputs
+    from lazygen.engine import load_spec, render_outputs
 
     spec = load_spec(options)
     native, tags = catalogue_files(options)
@@ -76,7 +78,7 @@ def generate(options: Options) -> Result:
     except OSError as err:
         where = err.filename if err.filename else out_dir
         raise UserError.at(os.fspath(where), None, None, f"cannot write the outputs: {err.strerror or err}") from None
-    return Result(tuple(result.written), tuple(result.unchanged), tuple(result.removed), inputs, outputs)
+    return Result(tuple(result.written), tuple(result.unchanged), tuple(result.removed), inputs, outputs, result.stats)
 
 
 def run_gen_lazy_tensor(

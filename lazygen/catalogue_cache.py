@@ -91,10 +91,27 @@ def _parse_entries(path: Path, data: bytes) -> Iterator[object]:
         line += chunk.count(b"\n")
 
 
+class _CatalogueUnpickler(pickle.Unpickler):
+    """Loads only what a cached catalogue holds: a planted or foreign cache
+    file must not run code or build other objects."""
+
+    _ALLOWED = {
+        ("lazygen.catalogue", "Catalogue"),
+        ("lazygen.schema", "OperatorName"),
+        ("builtins", "frozenset"),
+        ("builtins", "set"),
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a catalogue")
+        return super().find_class(module, name)
+
+
 def _load_cached(entry: Path, key: str) -> Catalogue | None:
     try:
         with entry.open("rb") as f:
-            stored_key, catalogue = pickle.load(f)
+            stored_key, catalogue = _CatalogueUnpickler(f).load()
     except Exception:  # any damage to a cache file means: rebuild
         return None
     if stored_key != key or not isinstance(catalogue, Catalogue):

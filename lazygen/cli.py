@@ -133,6 +133,9 @@ _NOT_GENERATING = ("--list-outputs", "--dry-run", "--dry_run", "--cmake-dir", "-
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import time
+
+    started_ns = time.time_ns()
     argv = list(sys.argv[1:] if argv is None else argv)
     from lazygen import fastpath
 
@@ -171,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             fastpath.record(
                 argv,
                 [os.fspath(p) for p in result.inputs],
-                [os.fspath(p) for p in result.outputs] + ([os.fspath(options.depfile)] if options.depfile else []),
+                result.output_stats,
+                started_ns,
                 folders=[os.fspath(d) for d in options.template_dirs],
             )
     except UserError as err:

@@ -31,7 +31,7 @@ import os
 import secrets
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 try:
@@ -65,6 +65,9 @@ class CommitResult:
     written: tuple[str, ...]
     unchanged: tuple[str, ...]
     removed: tuple[str, ...]
+    # (size, mtime_ns, inode) of every output and the depfile, by path, as
+    # the commit left them.
+    stats: dict[str, tuple[int, int, int] | None] = field(default_factory=dict, compare=False)
 
 
 def is_plain_name(name: str) -> bool:
@@ -222,6 +225,11 @@ def commit(
     crash_after = _crash_after()
 
     output_dir.mkdir(parents=True, exist_ok=True)
+    if depfile is not None:
+        # The depfile's folder must be usable before any output changes.
+        Path(depfile).parent.mkdir(parents=True, exist_ok=True)
+        if Path(depfile).is_dir():
+            raise IsADirectoryError(f"depfile {depfile} is a directory")
     with _DirLock(output_dir):
         for name in names:
             if (output_dir / name).is_dir():
@@ -247,8 +255,20 @@ def commit(
         _write_if_changed(output_dir / MANIFEST_NAME, _manifest_bytes(names))
 
         if depfile is not None and dep_bytes is not None:
-            depfile = Path(depfile)
-            depfile.parent.mkdir(parents=True, exist_ok=True)
-            _write_if_changed(depfile, dep_bytes)
+            _write_if_changed(Path(depfile), dep_bytes)
 
-    return CommitResult(tuple(written), tuple(unchanged), tuple(removed))
+        # Taken under the lock: what this commit left, not what a concurrent
+        # run may have left a moment later (the no-op fast path records these).
+        stats = {os.fspath(output_dir / name): _stat(output_dir / name) for name in names}
+        if depfile is not None:
+            stats[os.fspath(depfile)] = _stat(Path(depfile))
+
+    return CommitResult(tuple(written), tuple(unchanged), tuple(removed), stats)
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)

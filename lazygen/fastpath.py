@@ -54,10 +54,23 @@ def _folders(paths: Iterable[str]) -> list[str]:
     return out
 
 
-def record(argv: Sequence[str], inputs: Iterable[str], outputs: Iterable[str], folders: Iterable[str] = ()) -> None:
+# An input whose mtime is not clearly before the run started may have changed
+# after it was read ("racily clean", as git calls it); the margin covers the
+# kernel's coarse file-time clock (a few milliseconds).
+RACY_NS = 10_000_000
+
+
+def record(argv: Sequence[str], inputs: Iterable[str], outputs: dict[str, list[int] | None], started_ns: int,
+           folders: Iterable[str] = ()) -> None:
+    """Remember a successful run. `outputs` are the stats the commit took
+    under its lock; inputs are stat-ed now, and a run whose inputs changed
+    around its start is not recorded (the next run then does the work)."""
     key = _key(argv)
-    files = list(inputs) + _folders(folders) + list(outputs)
-    state = {"key": key, "files": [[p, _stat(p)] for p in files]}
+    read = [[p, _stat(p)] for p in list(inputs) + _folders(folders)]
+    if any(stat is None or stat[1] >= started_ns - RACY_NS for _, stat in read):
+        return
+    written = [[p, list(stat) if stat else None] for p, stat in outputs.items()]
+    state = {"key": key, "files": read + written}
     path = _state_file(key)
     tmp = f"{path}.{os.getpid()}.tmp"
     try:

@@ -378,8 +378,6 @@ def test_python_api_reports_written_unchanged_removed(world: World, tmp_path: Pa
     assert files(tmp_path / "out") == world.state["noag"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: importing the submodule lazygen/generate.py (done inside "
-                   "lazygen.api.generate) rebinds the package attribute lazygen.generate to that module")
 def test_package_level_generate_stays_callable(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`lazygen.generate(lazygen.Options(...))` is the documented API; it must
     keep working after a first call (which imports lazygen's own modules)."""
@@ -416,8 +414,6 @@ def test_failed_run_changes_nothing(world: World, tmp_path: Path, edit: str) -> 
     assert not (tmp_path / "deps.d").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: commit() creates the depfile's folder only after every output "
-                   "is written, so a bad --depfile path fails the run after the outputs changed")
 def test_unusable_depfile_path_fails_before_any_output_is_written(world: World, tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("not a folder\n", encoding="utf-8")
     proc = run(["-s", TS_YAML, "-o", "out", NO_CHECK, "--depfile", "afile/deps.d"], tmp_path, world.env, ok=False)
@@ -802,8 +798,6 @@ def test_corrupt_cache_entries_are_ignored_and_rebuilt(world: World, tmp_path: P
         assert stored_key == key, label
 
 
-@pytest.mark.xfail(strict=True, reason="bug: catalogue_cache._load_cached uses plain pickle.load, which calls "
-                   "whatever callable a planted entry names")
 def test_a_cache_entry_cannot_run_code(world: World, tmp_path: Path) -> None:
     """'never trusted': unpickling a planted entry must not call anything it names."""
     (good,) = sorted(world.cache.glob("catalogue-*.pickle"))
@@ -899,8 +893,6 @@ def test_fast_path_regenerates_when_a_template_file_is_added(world: World, tmp_p
     assert "tpl/nested/extra.j2" in deps
 
 
-@pytest.mark.xfail(strict=True, reason="bug: fastpath.record stats the inputs after the run, so an edit made "
-                   "while the run was going is recorded as already handled")
 def test_input_saved_during_a_run_is_not_mistaken_for_up_to_date(world: World, tmp_path: Path) -> None:
     """The yaml is saved (without the autograd section) after the run read it
     but before it recorded its no-op state: the next run must see the edit."""
@@ -914,8 +906,6 @@ def test_input_saved_during_a_run_is_not_mistaken_for_up_to_date(world: World, t
     assert files(tmp_path / "out") == world.state["noag"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: fastpath.record stats the outputs after the commit released its "
-                   "lock, so another run's outputs are recorded as this run's")
 def test_concurrent_run_between_commit_and_record_is_not_mistaken_for_up_to_date(world: World, tmp_path: Path) -> None:
     """Run B commits into the folder after run A's commit and before A
     records its no-op state: a rerun of A must restore A's outputs."""
