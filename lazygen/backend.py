@@ -115,6 +115,15 @@ def _err(path: str, at: Located, message: str, hint: str | None = None) -> Diagn
     return Diagnostic(path, at.line, at.col, message, hint)
 
 
+def _describe(value: object) -> str:
+    """A value the user wrote, for a message (lists and maps hold Located values, not worth printing)."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
 def _mapping(path: str, doc: Located) -> dict[str, tuple[Located, Located]]:
     if not isinstance(doc.value, dict):
         raise UserError(_err(path, doc, "a backend yaml must be a mapping (key: value), not a "
@@ -155,7 +164,7 @@ def _op_list(path: str, key: str, entry: tuple[Located, Located], errors: list[D
     ops = []
     for item in value.value:
         if not isinstance(item.value, str):
-            errors.append(_err(path, item, f"'{key}' entries must be operator names, not {item.value!r}"))
+            errors.append(_err(path, item, f"'{key}' entries must be operator names, not {_describe(item.value)}"))
             continue
         ops.append(OpEntry(item.value, item.line, item.col))
     return tuple(ops)
@@ -199,7 +208,9 @@ def _non_native(path: str, entry: tuple[Located, Located], errors: list[Diagnost
                 errors.append(_err(path, p_at, "'properties' must be a list"))
             else:
                 for p in p_at.value:
-                    if p.value not in ALL_PROPERTIES:
+                    if not isinstance(p.value, str):
+                        errors.append(_err(path, p, f"'properties' entries must be property names, not {_describe(p.value)}"))
+                    elif p.value not in ALL_PROPERTIES:
                         close = difflib.get_close_matches(str(p.value), sorted(ALL_PROPERTIES), n=1)
                         errors.append(_err(path, p, f"unknown property '{p.value}'",
                                            f"did you mean '{close[0]}'?" if close else None))

@@ -131,6 +131,7 @@ class _Converter:
             raise self.error(node, f"YAML tag '{node.tag}' is not allowed here")
         try:
             value = self.constructor.construct_object(node)
-        except yaml.YAMLError as err:
-            raise self.error(node, f"bad value: {err}") from None
+        except Exception:  # noqa: BLE001 - an explicit tag (`!!int x`, `!!bool ''`) fails in PyYAML's constructors in many ways
+            kind = node.tag.rsplit(":", 1)[-1]
+            raise self.error(node, f"'{node.value}' is not a valid {kind} (YAML tag '!!{kind}')") from None
         return Located(value, line, col)

@@ -124,6 +124,9 @@ CASES = [
     Case("tag-set", HEAD + "supported: !!set {abs: null}\n", At("!!set"), ("tag", "set")),
     Case("tag-omap", HEAD + "supported: !!omap [a: 1]\n", At("!!omap"), ("tag", "omap")),
     Case("tag-local", HEAD + "class_name: !Foo Bar\n", At("!Foo"), ("tag", "!Foo")),
+    Case("tag-int-not-a-number", HEAD + "class_name: !!int Foo\n", At("!!int"), ("Foo", "int")),
+    Case("tag-int-empty", HEAD + "supported:\n  - !!int\n", At("!!int"), ("int",)),
+    Case("tag-bool-not-a-bool", HEAD + "device_guard: !!bool maybe\n", At("!!bool"), ("maybe", "bool")),
     Case("implicit-timestamp", "backend: Lazy\ncpp_namespace: 2001-12-14\n", At("2001"), ("timestamp",)),
     Case("alias-bomb", ALIAS_BOMB, SOMEWHERE, ("alias",), seconds=5.0),
     Case("recursive-alias", HEAD + "supported: &ops [abs, *ops]\n", SOMEWHERE, ("nested", "alias")),
@@ -166,6 +169,8 @@ CASES = [
     Case("non-native-bad-type", HEAD + "non_native:\n  - func: foo(Tensor self, bogus x) -> Tensor\n", At("foo("),
          ("schema", "bogus")),
     Case("non-native-no-arrow", HEAD + "non_native:\n  - func: foo(Tensor self)\n", At("foo("), ("schema", "foo(Tensor self)")),
+    Case("non-native-property-mapping", HEAD + "non_native:\n  - func: foo(Tensor self) -> Tensor\n    properties:\n      - {Lower: 1}\n",
+         At("{Lower"), ("properties",)),
     Case("non-native-func-number", HEAD + "non_native:\n  - func: 12\n", At("12"), ("func",)),
     # --- ops the generator cannot produce under full_codegen
     Case("full-codegen-foreach", HEAD + "full_codegen:\n  - abs\n  - _foreach_abs\n", At("_foreach_abs"), ("_foreach_abs",)),
