@@ -85,7 +85,8 @@ def _env() -> dict[str, str]:
     return env
 
 
-# Development hook: a stand-in generator while the CLI is being written.
+# LAZYGEN_TEST_EXECUTABLE=<command>: test the CMake files against that
+# generator instead of `python -m lazygen` from this checkout.
 STANDIN = os.environ.get("LAZYGEN_TEST_EXECUTABLE")
 
 
@@ -118,10 +119,12 @@ def _torch_prefix_or_skip() -> str:
     return probe.stdout.strip()
 
 
-def run(cmd: list[str], cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str], cwd: Path | None = None, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a command with stderr folded into stdout (build tools interleave them)."""
     proc = subprocess.run(
-        cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd, cwd=cwd, env={**_env(), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout}")
@@ -141,13 +144,14 @@ class Build:
     bdir: Path
     yaml: Path
     first_output: str
+    env: dict[str, str]
 
     @property
     def gen_dir(self) -> Path:
         return self.bdir / GENERATED_SUBDIR
 
     def build(self) -> str:
-        return run([self.make_program, "-j2"], cwd=self.bdir).stdout
+        return run([self.make_program, "-j2"], cwd=self.bdir, env=self.env).stdout
 
     def objects(self) -> dict[str, int]:
         """Object file name (e.g. RegisterLazy.cpp.o) -> mtime in ns."""
@@ -160,7 +164,7 @@ class Build:
     def assert_nothing_to_do(self) -> None:
         before = (self.objects(), self.generated())
         if self.generator == "Ninja":
-            dry = run([self.make_program, "-n"], cwd=self.bdir).stdout
+            dry = run([self.make_program, "-n"], cwd=self.bdir, env=self.env).stdout
             assert dry.strip() == "ninja: no work to do.", dry
             out = self.build()
             assert out.strip() == "ninja: no work to do.", out
@@ -183,12 +187,33 @@ def ran_generator(output: str) -> int:
     return output.count(GENERATOR_LINE)
 
 
+@pytest.fixture(scope="module")
+def compiler_cache(tmp_path_factory) -> tuple[list[str], dict[str, str]]:
+    """ccache, if installed, shared by the four example builds (they compile the same sources).
+
+    The cache starts empty, so the first build compiles for real; the others
+    still run every compile step (the build tool cannot tell), only faster.
+    Without ccache the tests are the same, just slower.
+    """
+    ccache = shutil.which("ccache")
+    if ccache is None:
+        return [], {}
+    root = tmp_path_factory.getbasetemp()
+    env = {
+        "CCACHE_DIR": str(tmp_path_factory.mktemp("ccache")),
+        "CCACHE_BASEDIR": str(root),  # build directories differ; relative paths match
+        "CCACHE_NOHASHDIR": "1",
+        "CCACHE_MAXSIZE": "2G",
+    }
+    return [f"-DCMAKE_CXX_COMPILER_LAUNCHER={ccache}"], env
+
+
 @pytest.fixture(
     scope="module",
     params=[(g, c) for g in GENERATORS for c in CMAKES],
     ids=[f"{g}-{c}cmake" for g in GENERATORS for c in CMAKES],
 )
-def example(request, tmp_path_factory) -> Build:
+def example(request, tmp_path_factory, compiler_cache) -> Build:
     gen_key, cmake_key = request.param
     cmake = _cmake_or_skip(cmake_key)
     generator = GENERATORS[gen_key]
@@ -215,10 +240,12 @@ def example(request, tmp_path_factory) -> Build:
             f"-DLazyGen_DIR={CMAKE_DIR}",
             f"-DTS_BACKEND_YAML={yaml}",
             "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
+            *compiler_cache[0],
             *_lazygen_args(),
-        ]
+        ],
+        env=compiler_cache[1],
     )
-    build = Build(generator, cmake, make_program, bdir, yaml, first_output="")
+    build = Build(generator, cmake, make_program, bdir, yaml, first_output="", env=compiler_cache[1])
     build.first_output = build.build()
     return build
 
@@ -381,7 +408,14 @@ def test_include_with_module_path(any_cmake, tmp_path):
 
 
 def _cmake_dir_or_skip() -> Path:
-    proc = subprocess.run(_lazygen_cmd() + ["--cmake-dir"], capture_output=True, text=True, env=_env())
+    """The folder `lazygen --cmake-dir` prints: the installed console script's if
+    there is one (the wheel's lazygen/cmake), else this checkout's."""
+    script = shutil.which("lazygen")
+    if script and not STANDIN:
+        cmd, env = [script, "--cmake-dir"], None
+    else:
+        cmd, env = _lazygen_cmd() + ["--cmake-dir"], _env()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0 or not proc.stdout.strip():
         pytest.skip(f"`lazygen --cmake-dir` does not work yet: {proc.stderr.strip()[-200:]}")
     return Path(proc.stdout.strip())
@@ -447,6 +481,44 @@ add_dependencies(everything ${{owner}})
     assert "Re-running CMake" in out, out
     assert (bdir / "gen" / "RegisterAutogradLazy.cpp").exists()
     assert run([ninja, "-n"], cwd=bdir).stdout.strip() == "ninja: no work to do."
+
+
+@pytest.mark.parametrize("gen_key", list(GENERATORS))
+def test_depfile_input_change_reruns_generator(any_cmake, tmp_path, gen_key):
+    """A file lazygen read (here tags.yaml) re-runs it through the depfile; then all is quiet."""
+    _lazygen_or_skip()
+    generator = GENERATORS[gen_key]
+    tool = _tool_or_skip("ninja" if generator == "Ninja" else "make")
+    aten = tmp_path / "aten"
+    shutil.copytree(_aten_or_skip(), aten)  # small: native/*.yaml and torchgen's templates
+    body = INCLUDE + f"""
+lazygen_generate(SOURCE_YAML "{TS_YAML}" ATEN_PATH "{aten}" OUTPUT_DIR gen OUT_TARGET owner)
+add_custom_target(everything ALL)
+add_dependencies(everything ${{owner}})
+"""
+    configure(any_cmake, tmp_path, body, "-G", generator, f"-DCMAKE_MAKE_PROGRAM={tool}")
+    bdir = tmp_path / "build"
+    assert ran_generator(run([tool], cwd=bdir).stdout) == 1
+    assert ran_generator(run([tool], cwd=bdir).stdout) == 0
+    with (aten / "native" / "tags.yaml").open("a") as f:
+        f.write("# touched\n")
+    assert ran_generator(run([tool], cwd=bdir).stdout) == 1
+    assert ran_generator(run([tool], cwd=bdir).stdout) == 0
+    if generator == "Ninja":
+        assert run([tool, "-n"], cwd=bdir).stdout.strip() == "ninja: no work to do."
+
+
+def _aten_or_skip() -> Path:
+    """torchgen's packaged catalogue (native_functions.yaml, tags.yaml), found without importing torch."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("torchgen")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("torchgen (from torch) is not installed")
+    aten = Path(list(spec.submodule_search_locations)[0]) / "packaged" / "ATen"
+    if not (aten / "native" / "native_functions.yaml").is_file():
+        pytest.skip(f"no native_functions.yaml under {aten}")
+    return aten
 
 
 def test_example_yaml_is_the_ts_yaml():
