@@ -131,6 +131,8 @@ CASES = [
     Case("alias-bomb", ALIAS_BOMB, SOMEWHERE, ("alias",), seconds=5.0),
     Case("recursive-alias", HEAD + "supported: &ops [abs, *ops]\n", SOMEWHERE, ("nested", "alias")),
     Case("deep-nesting", HEAD + "supported: " + "[" * 100_000 + "]" * 100_000 + "\n", SOMEWHERE, ("nested",), seconds=5.0),
+    Case("crlf-line-ends", (HEAD + "supported:\n  - abs\n  - abss\n").replace("\n", "\r\n"), At("abss"), ("abss",)),
+    Case("byte-order-mark", "\ufeff" + HEAD + "supported:\n  - abss\n", At("abss"), ("abss",)),
     Case("duplicate-key", HEAD + "supported:\n  - abs\nbackend: XLA\n", At("backend", 2), ("duplicate", "backend")),
     # --- required keys and unknown keys
     Case("missing-backend", "cpp_namespace: torch::lazy\nsupported:\n  - abs\n", NO_POSITION, ("backend", "missing")),
