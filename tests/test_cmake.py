@@ -10,6 +10,7 @@ versions) use small throwaway projects with LANGUAGES NONE.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -34,6 +35,7 @@ OBJECT_DIR = Path("CMakeFiles") / "ts_backend_generated.dir"
 # ---------------------------------------------------------------- tools
 
 
+@functools.cache
 def _version(cmake: str) -> tuple[int, ...] | None:
     try:
         out = subprocess.run([cmake, "--version"], capture_output=True, text=True, check=True).stdout
