@@ -121,6 +121,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
 def cmake_dir():
     """Where LazyGenConfig.cmake lives: lazygen/cmake in an installed wheel,
     the repository's cmake/ folder in a source checkout."""
+    from pathlib import Path
+
     package = Path(__file__).parent
     for candidate in (package / "cmake", package.parent / "cmake"):
         if (candidate / "LazyGenConfig.cmake").is_file():
