@@ -66,6 +66,7 @@ def _real_schemas(count: int = 200) -> list[str]:
 
 
 SCHEMAS = _real_schemas()
+NO_SCHEMAS = "torchgen's packaged native_functions.yaml is not installed (pip install torch==2.13.0)"
 
 # Pieces of the schema language (and some that are not) to splice in.
 SCHEMA_VOCAB = [
@@ -122,9 +123,6 @@ def test_schema_sample_is_real() -> None:
     assert len(SCHEMAS) >= 190
     for text in SCHEMAS:
         assert str(parse_schema(text)) == text
-
-
-NO_SCHEMAS = "torchgen's packaged native_functions.yaml is not installed (pip install torch==2.13.0)"
 
 
 @pytest.mark.skipif(not SCHEMAS, reason=NO_SCHEMAS)
