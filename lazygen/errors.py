@@ -7,6 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+# Control characters (a newline in a yaml value, say) are shown escaped, so
+# that a diagnostic is always exactly one line (plus one for its note).
+_ESCAPES = {c: f"\\x{c:02x}" for c in range(32)} | {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x7F: "\\x7f"}
+
+
+def _one_line(text: str) -> str:
+    return text.translate(_ESCAPES)
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     path: str
@@ -19,9 +28,9 @@ class Diagnostic:
         where = self.path
         if self.line is not None:
             where += f":{self.line}:{self.col or 1}"
-        text = f"{where}: error: {self.message}"
+        text = f"{_one_line(where)}: error: {_one_line(self.message)}"
         if self.hint:
-            text += f"\n{where}: note: {self.hint}"
+            text += f"\n{_one_line(where)}: note: {_one_line(self.hint)}"
         return text
 
 

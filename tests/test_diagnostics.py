@@ -289,8 +289,6 @@ def test_bad_yaml_is_one_diagnostic_and_leaves_outputs_alone(case: Case, workdir
     assert _snapshot(good_output) == before, "the earlier output tree was touched"
 
 
-@pytest.mark.xfail(strict=True, reason="lazygen/errors.py prints a message's newlines as they are, so one "
-                   "diagnostic spans several lines (fix: escape control characters in Diagnostic.format)")
 def test_a_value_with_a_newline_still_gives_one_line_per_diagnostic(workdir: Path, env: dict[str, str]) -> None:
     yaml = workdir / "newline.yaml"
     yaml.write_text('backend: Lazy\ncpp_namespace: "torch\\nlazy"\nsupported:\n  - "ab\\ns"\n', encoding="utf-8")
