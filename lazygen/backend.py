@@ -9,9 +9,10 @@ finds, each at its line, before anything is generated.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import difflib
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from lazygen.catalogue import Catalogue, NativeFunction
@@ -71,15 +72,13 @@ def is_cpp_name(text: object) -> bool:
     return isinstance(text, str) and bool(_CPP_NAME_RE.fullmatch(text)) and not any(p in _CPP_KEYWORDS for p in text.split("::"))
 
 
-@dataclass(frozen=True)
-class OpEntry:
+class OpEntry(NamedTuple):
     text: str
     line: int
     col: int
 
 
-@dataclass(frozen=True)
-class NonNativeEntry:
+class NonNativeEntry(NamedTuple):
     func: FunctionSchema
     properties: tuple[str, ...]
     opkind: str | None
@@ -87,8 +86,7 @@ class NonNativeEntry:
     col: int
 
 
-@dataclass(frozen=True)
-class BackendSpec:
+class BackendSpec(NamedTuple):
     path: str
     backend: str
     backend_line: int
@@ -297,8 +295,7 @@ def parse_backend(path: Path, doc: Located | None = None) -> BackendSpec:
 # ------------------------------------------------------------------ check
 
 
-@dataclass(frozen=True)
-class BackendIndex:
+class BackendIndex(NamedTuple):
     """Kernels one dispatch key has: operator name ("add.Tensor") -> kernel name."""
 
     dispatch_key: str
@@ -314,8 +311,7 @@ def supports_symint(kernel: str | None) -> bool:
     return kernel is not None and "_symint" in kernel
 
 
-@dataclass(frozen=True)
-class CheckedBackend:
+class CheckedBackend(NamedTuple):
     spec: BackendSpec
     backend_index: BackendIndex
     autograd_index: BackendIndex | None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 from lazygen.catalogue import NativeFunction
 from lazygen.errors import Unsupported
@@ -41,8 +42,7 @@ class UnsupportedType(Unsupported):
     """A schema type the dispatcher's C++ API has no spelling for."""
 
 
-@dataclass(frozen=True)
-class Flavor:
+class Flavor(NamedTuple):
     """The per-function switches that change C++ spellings."""
 
     symint: bool = True
@@ -140,8 +140,7 @@ def returns_type(returns: tuple[Return, ...], flavor: Flavor) -> str:
     return types[0] if len(types) == 1 else f"::std::tuple<{','.join(types)}>"
 
 
-@dataclass(frozen=True)
-class Binding:
+class Binding(NamedTuple):
     """A C++ parameter: its expression (usually its name) and its type; `key`
     is the schema name the parameter stands for."""
 

@@ -6,9 +6,10 @@ the text of every output without writing anything; lazygen.api commits it.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from lazygen import plan
@@ -54,8 +55,7 @@ _KERNEL_INC = (
 )
 
 
-@dataclass(frozen=True)
-class Rendered:
+class Rendered(NamedTuple):
     contents: dict[str, str]  # file name -> text
     inputs: tuple[Path, ...]  # every file read besides the catalogue
 

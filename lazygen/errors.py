@@ -4,7 +4,8 @@ exits 1. Any other exception escaping is a bug in lazygen."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
+
 
 
 # Control characters (a newline in a yaml value, say) are shown escaped, so
@@ -16,8 +17,7 @@ def _one_line(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
-@dataclass(frozen=True)
-class Diagnostic:
+class Diagnostic(NamedTuple):
     path: str
     line: int | None
     col: int | None

@@ -4,6 +4,8 @@ layout; this module only spells names, types and argument lists."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from dataclasses import dataclass
 
 from lazygen.errors import Unsupported
@@ -33,16 +35,14 @@ def aten_symbol(schema: LazyIrSchema) -> str:
     return f"at::aten::{schema.aten_name}"
 
 
-@dataclass(frozen=True)
-class LoweringArgs:
+class LoweringArgs(NamedTuple):
     """The TorchScript lowering's argument lists."""
 
     arguments: list[str]
     kwarguments: list[str]
 
 
-@dataclass(frozen=True)
-class IrNode:
+class IrNode(NamedTuple):
     schema: LazyIrSchema
     name: str
     node_base: str

@@ -4,7 +4,8 @@ compute_shape_* declaration such a kernel calls."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
+
 
 from lazygen.catalogue import NativeFunction
 from lazygen.cpp import Binding, Flavor, Signature, translate
@@ -15,8 +16,7 @@ from lazygen.options import Options
 from lazygen.schema import is_tensor_like
 
 
-@dataclass(frozen=True)
-class KernelContext:
+class KernelContext(NamedTuple):
     """Per-run settings every kernel shares."""
 
     options: Options
@@ -29,8 +29,7 @@ class KernelContext:
         return f"torch::lazy::{ptr}" if self.names.qualify and ptr == "LazyTensorPtr" else ptr
 
 
-@dataclass(frozen=True)
-class Kernel:
+class Kernel(NamedTuple):
     func: NativeFunction
     schema: LazyIrSchema
     kernel: str  # kernel name (with _symint for SymInt kernels)

@@ -6,6 +6,7 @@ reference types become owning types, and each argument is sorted into
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from lazygen.errors import Unsupported
 from lazygen.schema import BaseType, FunctionSchema, ListType, OptionalType, Type
@@ -57,8 +58,7 @@ class UnsupportedLazyType(Unsupported):
     """A schema type lazy IR nodes cannot hold."""
 
 
-@dataclass(frozen=True)
-class LType:
+class LType(NamedTuple):
     """A C++ type of a node's field: a base type, or an optional / vector /
     c10::List of one."""
 
@@ -149,8 +149,7 @@ def _is_symint(t: Type) -> bool:
     return isinstance(t, BaseType) and t.name == "SymInt"
 
 
-@dataclass(frozen=True)
-class LazyArgument:
+class LazyArgument(NamedTuple):
     name: str
     type: Type  # the schema type
     lazy_type: LType
@@ -187,8 +186,7 @@ def lazy_argument(name: str, t: Type, value_class: str, properties: Properties, 
     )
 
 
-@dataclass(frozen=True)
-class LazyIrSchema:
+class LazyIrSchema(NamedTuple):
     func: FunctionSchema
     properties: Properties
     symint: bool

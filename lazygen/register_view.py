@@ -5,7 +5,8 @@ kernel followed by a copy), and its registration."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
+
 
 from lazygen.backend import BackendIndex, supports_symint
 from lazygen.catalogue import Catalogue, NativeFunction, NativeFunctionsGroup
@@ -14,8 +15,7 @@ from lazygen.errors import Unsupported
 from lazygen.schema import Kind, is_list_like, is_tensor_like
 
 
-@dataclass(frozen=True)
-class Wrapper:
+class Wrapper(NamedTuple):
     func: NativeFunction
     name: str
     definition: str  # the anonymous-namespace definition

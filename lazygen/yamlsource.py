@@ -8,9 +8,8 @@ aliases expand into too many nodes (an "alias bomb") is refused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import NamedTuple, Union
 
 import yaml
 
@@ -36,8 +35,7 @@ _SCALAR_TAGS = {
 }
 
 
-@dataclass(frozen=True)
-class Located:
+class Located(NamedTuple):
     """A value and its 1-based position in the file."""
 
     value: Union[str, int, float, bool, None, list, dict]
