@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Iterable, Iterator, Union
 
 from lazygen.schema import (
@@ -86,8 +87,9 @@ class NativeFunction:
         return self.func.kind()
 
     @staticmethod
-    def with_schema(func: FunctionSchema, **kwargs) -> NativeFunction:
-        f = NativeFunction(op=str(func.name), schema_text=str(func), **kwargs)
+    def with_schema(func: FunctionSchema, text: str | None = None, **kwargs) -> NativeFunction:
+        """A function whose schema is already parsed (from `text`, if given)."""
+        f = NativeFunction(op=str(func.name), schema_text=text if text is not None else str(func), **kwargs)
         object.__setattr__(f, "_func", func)  # already parsed
         return f
 
@@ -175,17 +177,17 @@ class Catalogue:
     @staticmethod
     def of(functions: list[NativeFunction], grouped: list[Grouped], dispatch_keys: frozenset[str]) -> Catalogue:
         names = [f.name for f in fields(NativeFunction) if f.init]
-        # Equal field values (tag sets, dispatch tables, "aten", ...) become
-        # one object, which pickle then stores, and loads, once.
+        # Equal values of these fields (tag sets, "aten", ...) become one
+        # object, which pickle then stores, and loads, once.
+        repeating = [i for i, n in enumerate(names) if n in ("namespace", "variants", "tags", "device_check", "cpp_no_default_args")]
         shared: dict = {}
-
-        def share(value):
-            try:
-                return shared.setdefault(value, value)
-            except TypeError:  # unhashable: keep as is
-                return value
-
-        rows = {f.op: tuple(share(getattr(f, n)) for n in names) for f in functions}
+        values_of = attrgetter(*names)
+        rows = {}
+        for f in functions:
+            row = list(values_of(f))
+            for i in repeating:
+                row[i] = shared.setdefault(row[i], row[i])
+            rows[f.op] = tuple(row)
         groups = tuple(
             (g.functional.op, g.out.op, g.inplace.op if g.inplace else None, g.mutable.op if g.mutable else None)
             if isinstance(g, NativeFunctionsGroup) else (g.op,)
@@ -306,6 +308,7 @@ def _parse_entry(e: dict, line: int, valid_tags: frozenset[str]) -> NativeFuncti
     precomputed = e.pop("precomputed", None)
     nf = NativeFunction.with_schema(
         func,
+        func_text,
         namespace=namespace,
         line=line,
         variants=variant_set,
@@ -407,19 +410,25 @@ def _generate(base: NativeFunction, kind: Kind) -> NativeFunction:
     )
 
 
-def _pre_group(functions: list[NativeFunction]) -> dict[str, dict[Kind, NativeFunction]]:
+def _pre_group(functions: list[NativeFunction], keys: dict[str, str]) -> dict[str, dict[Kind, NativeFunction]]:
+    """Functions by their shared signature, then by kind. `keys` remembers
+    each function's signature key across calls."""
     groups: dict[str, dict[Kind, NativeFunction]] = {}
     for f in functions:
-        d = groups.setdefault(f.func.signature_key(), {})
-        if f.kind in d:
-            raise CatalogueError(f"two {f.kind.value} variants of '{f.func.signature_key()}'", f.line)
-        d[f.kind] = f
+        key = keys.get(f.op)
+        if key is None:
+            key = keys[f.op] = f.func.signature_key()
+        d = groups.setdefault(key, {})
+        kind = f.kind
+        if kind in d:
+            raise CatalogueError(f"two {kind.value} variants of '{key}'", f.line)
+        d[kind] = f
     return groups
 
 
-def _add_autogen(functions: list[NativeFunction]) -> None:
+def _add_autogen(functions: list[NativeFunction], keys: dict[str, str]) -> None:
     """Append the out= and functional variants torch's codegen generates."""
-    for d in _pre_group(functions).values():
+    for d in _pre_group(functions, keys).values():
         if all(f.manual_cpp_binding for f in d.values()):
             continue
         if any(f.is_view_op and f.op.split(".", 1)[0] != "set_" for f in d.values()):
@@ -447,9 +456,9 @@ def _add_autogen(functions: list[NativeFunction]) -> None:
             functions.append(fn)
 
 
-def _group(functions: list[NativeFunction]) -> list[Grouped]:
+def _group(functions: list[NativeFunction], keys: dict[str, str]) -> list[Grouped]:
     grouped: list[Grouped] = []
-    for d in _pre_group(functions).values():
+    for d in _pre_group(functions, keys).values():
         functional, out = d.get(Kind.functional), d.get(Kind.out)
         if len(d) > 1 and functional is not None and out is not None and set(d) <= {
             Kind.functional,
@@ -479,7 +488,8 @@ def build_catalogue(native_entries: Iterable[object], tag_entries: object) -> Ca
         if not isinstance(e, dict):
             raise CatalogueError(f"entry is not a mapping: {e!r}")
         functions.append(_parse_entry(e, int(e.get("__line__", 0)), valid_tags))
-    _add_autogen(functions)
-    grouped = sorted(_group(functions), key=_sort_key)
+    keys: dict[str, str] = {}
+    _add_autogen(functions, keys)
+    grouped = sorted(_group(functions, keys), key=_sort_key)
     keys = frozenset(k for f in functions for k in f.dispatch_keys)
     return Catalogue.of(functions, grouped, keys)
