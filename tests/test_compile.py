@@ -85,9 +85,11 @@ def test_without_qualified_names_a_foreign_namespace_does_not_compile(torch_incl
     """Why --qualify-names exists: torchgen-style output only compiles inside torch::lazy."""
     yaml = tmp_path / "acme.yaml"
     yaml.write_text("backend: Lazy\ncpp_namespace: acme\nfull_codegen:\n- abs\n", encoding="utf-8")
-    gen = _generate(tmp_path, yaml, "--include-prefix", "gen", "--no-shape-inference-check")
+    # torch::lazy::Node takes no hash seed; TsNode is the base torchgen's node constructor call fits.
+    base = ["--node-base", "torch::lazy::TsNode", "--node-base-hdr", "torch/csrc/lazy/ts_backend/ts_node.h"]
+    gen = _generate(tmp_path, yaml, "--include-prefix", "gen", "--no-shape-inference-check", *base)
     failures = _compile_all([_headers_tu(tmp_path, "gen", "Lazy")], [tmp_path, *torch_includes])
     assert failures and "OpList" in failures[0]
-    gen_q = _generate(tmp_path, yaml, "--include-prefix", "gen", "--no-shape-inference-check", "--qualify-names")
+    gen_q = _generate(tmp_path, yaml, "--include-prefix", "gen", "--no-shape-inference-check", "--qualify-names", *base)
     assert gen_q == gen
     assert not _compile_all([_headers_tu(tmp_path, "gen", "Lazy")], [tmp_path, *torch_includes])
