@@ -9,17 +9,26 @@ finds, each at its line, before anything is generated.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import difflib
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from lazygen.catalogue import Catalogue, NativeFunction
-from lazygen.errors import Diagnostic, UserError
 from lazygen.cpp import kernel_name
+from lazygen.errors import Diagnostic, UserError
 from lazygen.schema import FunctionSchema, OperatorName, SchemaError, parse_schema
-from lazygen.yamlsource import Located, load
+
+if TYPE_CHECKING:
+    from lazygen.yamlsource import Located
+
+
+def _closest(word: str, candidates) -> str | None:
+    """The closest candidate, for "did you mean" hints (only on error paths,
+    so difflib is imported only then)."""
+    import difflib
+
+    close = difflib.get_close_matches(word, candidates, n=1)
+    return close[0] if close else None
 
 # Keys torchgen 2.13's backend parser accepts.
 VALID_KEYS = (
@@ -132,6 +141,8 @@ def _mapping(path: str, doc: Located) -> dict[str, tuple[Located, Located]]:
 def read_backend_header(path: Path) -> tuple[str, bool]:
     """The dispatch key (`backend:`) and whether there is a non-empty
     `autograd:` section: all the planner needs. Checks only those two."""
+    from lazygen.yamlsource import load  # PyYAML only when a yaml is read
+
     path_s = str(path)
     top = _mapping(path_s, load(path))
     backend = _backend_key(path_s, top)
@@ -145,8 +156,8 @@ def _backend_key(path: str, top: dict[str, tuple[Located, Located]]) -> str:
     key, value = top["backend"]
     name = value.value
     if not isinstance(name, str) or name not in DISPATCH_KEYS:
-        close = difflib.get_close_matches(str(name), sorted(DISPATCH_KEYS), n=1)
-        hint = f"did you mean '{close[0]}'?" if close else "the backend key names a dispatch key, e.g. Lazy, XLA or PrivateUse1"
+        close = _closest(str(name), sorted(DISPATCH_KEYS))
+        hint = f"did you mean '{close}'?" if close else "the backend key names a dispatch key, e.g. Lazy, XLA or PrivateUse1"
         raise UserError(_err(path, value, f"'backend: {name}' is not a dispatch key", hint))
     return name
 
@@ -209,9 +220,9 @@ def _non_native(path: str, entry: tuple[Located, Located], errors: list[Diagnost
                     if not isinstance(p.value, str):
                         errors.append(_err(path, p, f"'properties' entries must be property names, not {_describe(p.value)}"))
                     elif p.value not in ALL_PROPERTIES:
-                        close = difflib.get_close_matches(str(p.value), sorted(ALL_PROPERTIES), n=1)
+                        close = _closest(str(p.value), sorted(ALL_PROPERTIES))
                         errors.append(_err(path, p, f"unknown property '{p.value}'",
-                                           f"did you mean '{close[0]}'?" if close else None))
+                                           f"did you mean '{close}'?" if close else None))
                     else:
                         props.append(p.value)
         opkind = None
@@ -227,13 +238,15 @@ def _non_native(path: str, entry: tuple[Located, Located], errors: list[Diagnost
 
 def parse_backend(path: Path, doc: Located | None = None) -> BackendSpec:
     """Parse the yaml's structure (not yet its operators); raises UserError with every problem."""
+    from lazygen.yamlsource import load  # PyYAML only when a yaml is read
+
     path_s = str(path)
     top = _mapping(path_s, doc if doc is not None else load(path))
     errors: list[Diagnostic] = []
     for name, (key_at, _) in top.items():
         if name not in VALID_KEYS:
-            close = difflib.get_close_matches(name, VALID_KEYS, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else "valid keys: " + ", ".join(VALID_KEYS)
+            close = _closest(name, VALID_KEYS)
+            hint = f"did you mean '{close}'?" if close else "valid keys: " + ", ".join(VALID_KEYS)
             if name == "extra_headers":
                 hint = "torchgen's message lists 'extra_headers' but its parser never accepted it"
             errors.append(_err(path_s, key_at, f"unknown key '{name}'", hint))
@@ -336,8 +349,8 @@ def _resolve(spec: BackendSpec, key: str, entry: OpEntry, catalogue: Catalogue, 
     if same_base:
         hint = "its overloads are: " + ", ".join(same_base[:12]) + (", ..." if len(same_base) > 12 else "")
     else:
-        close = difflib.get_close_matches(entry.text, list(catalogue.order), n=1)
-        hint = f"did you mean '{close[0]}'?" if close else None
+        close = _closest(entry.text, list(catalogue.order))
+        hint = f"did you mean '{close}'?" if close else None
     errors.append(Diagnostic(spec.path, entry.line, entry.col, f"unknown operator '{entry.text}' under '{key}'", hint))
     return None
 

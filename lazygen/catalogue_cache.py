@@ -1,4 +1,5 @@
-"""Loading the operator catalogue, through a content-addressed cache.
+"""Loading the operator catalogue, and parsed backend specs, through a
+content-addressed cache.
 
 Parsing native_functions.yaml and building the model is most of a run's
 cost, so the built model is pickled under the cache folder, keyed by the
@@ -13,10 +14,13 @@ import pickle
 import re
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from lazygen.catalogue import Catalogue, CatalogueError, build_catalogue
 from lazygen.errors import UserError
+
+if TYPE_CHECKING:
+    from lazygen.backend import BackendSpec
 
 _FORMAT = "lazygen-catalogue-1"
 
@@ -92,12 +96,18 @@ def _parse_entries(path: Path, data: bytes) -> Iterator[object]:
 
 
 class _CatalogueUnpickler(pickle.Unpickler):
-    """Loads only what a cached catalogue holds: a planted or foreign cache
-    file must not run code or build other objects."""
+    """Loads only what a cached catalogue or backend spec holds: a planted
+    or foreign cache file must not run code or build other objects."""
 
     _ALLOWED = {
         ("lazygen.catalogue", "Catalogue"),
-        ("lazygen.schema", "OperatorName"),
+        ("lazygen.backend", "BackendSpec"),
+        ("lazygen.backend", "OpEntry"),
+        ("lazygen.backend", "NonNativeEntry"),
+        *(("lazygen.schema", name) for name in (
+            "OperatorName", "FunctionSchema", "Arguments", "Argument", "Return", "Annotation",
+            "BaseType", "OptionalType", "ListType", "CustomClassType",
+        )),
         ("builtins", "frozenset"),
         ("builtins", "set"),
     }
@@ -108,18 +118,18 @@ class _CatalogueUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _load_cached(entry: Path, key: str) -> Catalogue | None:
+def _load_cached(entry: Path, key: str, kind: type = Catalogue) -> object | None:
     try:
         with entry.open("rb") as f:
-            stored_key, catalogue = _CatalogueUnpickler(f).load()
+            stored_key, value = _CatalogueUnpickler(f).load()
     except Exception:  # any damage to a cache file means: rebuild
         return None
-    if stored_key != key or not isinstance(catalogue, Catalogue):
+    if stored_key != key or not isinstance(value, kind):
         return None
-    return catalogue
+    return value
 
 
-def _store(entry: Path, key: str, catalogue: Catalogue) -> None:
+def _store(entry: Path, key: str, catalogue: object) -> None:
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".pickle")
@@ -148,3 +158,31 @@ def load_catalogue(native_path: Path, tags_path: Path, *, use_cache: bool = True
     if use_cache:
         _store(entry, key, catalogue)
     return catalogue
+
+
+def load_backend_spec(path: Path) -> BackendSpec:
+    """The parsed backend yaml, from the cache when this exact file (bytes
+    and path: diagnostics name the path) was parsed before. A cache hit
+    does not import PyYAML."""
+    from lazygen.backend import BackendSpec, parse_backend
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return parse_backend(path)  # reports the problem
+    here = Path(__file__).parent
+    source = b"".join((here / name).read_bytes() for name in ("backend.py", "schema.py", "yamlsource.py"))
+    from lazygen import __version__
+
+    h = hashlib.sha256()
+    for part in (b"lazygen-spec-1", __version__.encode(), source, os.fsencode(path), data):
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    key = h.hexdigest()
+    entry = cache_dir() / "specs" / f"{key}.pickle"
+    cached = _load_cached(entry, key, BackendSpec)
+    if cached is not None:
+        return cached
+    spec = parse_backend(path)
+    _store(entry, key, spec)
+    return spec

@@ -9,7 +9,7 @@ strings is comparing two types.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import NamedTuple
 
 from lazygen.catalogue import NativeFunction
@@ -76,6 +76,7 @@ def _value_type(t: Type, symint: bool) -> str | None:
     raise UnsupportedType(f"type '{t}' has no C++ spelling in the dispatcher API")
 
 
+@lru_cache(maxsize=None)
 def argument_type(t: Type, *, mutable: bool, flavor: Flavor) -> str:
     """The dispatcher's C++ type for an argument of schema type `t`."""
     value = _value_type(t, flavor.symint)

@@ -349,7 +349,9 @@ def _template_inputs(options: Options) -> list[Path]:
 
 
 def load_spec(options: Options) -> BackendSpec:
-    spec = parse_backend(Path(options.source_yaml))
+    from lazygen.catalogue_cache import load_backend_spec
+
+    spec = load_backend_spec(Path(options.source_yaml))
     if options.expect_backend is not None and options.expect_backend != spec.backend:
         raise UserError.at(spec.path, spec.backend_line, spec.backend_col,
                            f"the yaml says 'backend: {spec.backend}' but the build expects '{options.expect_backend}'",

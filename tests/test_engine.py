@@ -822,7 +822,9 @@ def test_a_cache_entry_cannot_run_code(world: World, tmp_path: Path) -> None:
 def test_identical_second_run_imports_neither_yaml_nor_jinja2(world: World, tmp_path: Path) -> None:
     args = ["-s", TS_YAML, "-o", "out", NO_CHECK, "--depfile", "d.d"]
     first = run(args, tmp_path, world.env, python_flags=["-X", "importtime"])
-    assert {"yaml", "jinja2"} <= imported_modules(first.stderr)  # the probe sees them when used
+    # The probe sees jinja2 when a run renders (PyYAML may be skipped: the
+    # parsed backend yaml is cached by content).
+    assert "jinja2" in imported_modules(first.stderr)
     out = tmp_path / "out"
     before = snapshot(out)
     second = run(args, tmp_path, world.env, python_flags=["-X", "importtime"])
