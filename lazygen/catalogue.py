@@ -75,7 +75,8 @@ class NativeFunction:
     @property
     def func(self) -> FunctionSchema:
         if self._func is None:
-            object.__setattr__(self, "_func", parse_schema(self.schema_text))  # a cache, not a change
+            # A cache, not a change. The text was validated when the catalogue was built.
+            object.__setattr__(self, "_func", parse_schema(self.schema_text, validate=False))
         return self._func
 
     @property

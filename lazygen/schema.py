@@ -540,12 +540,16 @@ def parse_returns(text: str) -> tuple[Return, ...]:
     return tuple(Return.parse(r) for r in text.split(", "))
 
 
-def parse_schema(text: str) -> FunctionSchema:
-    """Parse and check a schema string; raises SchemaError."""
+def parse_schema(text: str, *, validate: bool = True) -> FunctionSchema:
+    """Parse and check a schema string; raises SchemaError. `validate=False`
+    skips the whole-schema checks, for text that passed them before (the
+    cached catalogue's)."""
     m = _SCHEMA_RE.match(text)
     if m is None:
         raise SchemaError(f"'{text}' is not a schema of the form name(args) -> returns")
     schema = FunctionSchema(OperatorName.parse(m.group(1)), Arguments.parse(m.group(2)), parse_returns(m.group(3)))
+    if not validate:
+        return schema
     if str(schema) != text:
         raise SchemaError(f"schema does not read back the same: '{schema}'")
     _check(schema)
