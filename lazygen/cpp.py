@@ -9,7 +9,7 @@ strings is comparing two types.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import NamedTuple
 
 from lazygen.catalogue import NativeFunction
@@ -158,6 +158,22 @@ def kernel_name(func: FunctionSchema) -> str:
     return func.name.name + ("_out" if func.is_out_fn() else "")
 
 
+# Bindings by schema object and flavor. One function's signature is spelled
+# many times a run (declaration, wrapper, kernel, fallback); the entry keeps
+# its schema alive, so an id is never reused while it is in the table.
+_BINDINGS: dict[tuple[int, Flavor], tuple[FunctionSchema, list[Binding]]] = {}
+
+
+def _bindings(func: FunctionSchema, flavor: Flavor) -> list[Binding]:
+    key = (id(func), flavor)
+    hit = _BINDINGS.get(key)
+    if hit is not None and hit[0] is func:
+        return hit[1]
+    bindings = [Binding(a.name, argument_type(a.type, mutable=a.is_write, flavor=flavor), a.name) for a in func.arguments.flat_all]
+    _BINDINGS[key] = (func, bindings)
+    return bindings
+
+
 @dataclass(frozen=True)
 class Signature:
     """A dispatcher-API C++ signature of one schema."""
@@ -167,14 +183,7 @@ class Signature:
     prefix: str = ""
 
     def arguments(self) -> list[Binding]:
-        return self._bindings
-
-    @cached_property
-    def _bindings(self) -> list[Binding]:
-        return [
-            Binding(a.name, argument_type(a.type, mutable=a.is_write, flavor=self.flavor), a.name)
-            for a in self.func.arguments.flat_all
-        ]
+        return _bindings(self.func, self.flavor)
 
     def name(self) -> str:
         return self.prefix + kernel_name(self.func)

@@ -297,16 +297,24 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
     common = {"options": options, "names": views["names"], "namespace_prologue": prologue,
               "namespace_epilogue": epilogue, "generated_by": options.generated_by}
     contents: dict[str, str] = {}
+    # Each IR node and kernel is rendered from its own template, so that the
+    # templates' blocks (the customisation points) see `node` / `k` directly.
+    node_template = env.get_template("ir_node.j2")
+    kernel_template = env.get_template("native_function.j2")
+
+    def each(template, name: str, items: list) -> list[str]:
+        return [template.render(common, **{name: item}) for item in items]
+
     contents["LazyIr.h"] = env.get_template("LazyIr.h.j2").render(
         common,
         sysincludes=[f"#include <{p}>" for p in _LAZY_IR_SYSINC],
         user_includes=[f'#include "{options.node_base_hdr}"'] if options.node_base_hdr is not None else [],
-        nodes=views["nodes"],
+        node_texts=each(node_template, "node", views["nodes"]),
     )
     contents["LazyNonNativeIr.h"] = env.get_template("LazyNonNativeIr.h.j2").render(
         common,
         includes=[f"#include <{p}>" for p in _NON_NATIVE_INC + ((options.node_base_hdr,) if options.node_base_hdr else ())],
-        nodes=views["non_native_nodes"],
+        node_texts=each(node_template, "node", views["non_native_nodes"]),
     )
     contents[f"{key}NativeFunctions.h"] = env.get_template("NativeFunctions.h.j2").render(
         common, class_name=views["class_name"], declarations=views["declarations"]
@@ -318,7 +326,7 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
     if options.gen_forced_fallback_code:
         kernel_includes.append("torch/csrc/lazy/ts_backend/ts_eager_fallback.h")
     contents[f"{key}NativeFunctions.cpp"] = env.get_template("NativeFunctions.cpp.j2").render(
-        common, includes=[f"#include <{p}>" for p in kernel_includes], kernels=views["kernels"]
+        common, includes=[f"#include <{p}>" for p in kernel_includes], kernel_texts=each(kernel_template, "k", views["kernels"])
     )
     header = f"{gen_dir}/{key}NativeFunctions.h"
     for dispatch_key, ws in views["register"].items():
