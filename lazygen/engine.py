@@ -6,14 +6,13 @@ the text of every output without writing anything; lazygen.api commits it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import os
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from lazygen import plan
-from lazygen.backend import BackendSpec, CheckedBackend, check_backend, parse_backend, supports_symint
+from lazygen.backend import BackendSpec, CheckedBackend, check_backend, supports_symint
 from lazygen.catalogue import Catalogue, NativeFunction
 from lazygen.cpp import Flavor, Signature
 from lazygen.errors import Diagnostic, Unsupported, UserError
@@ -22,7 +21,7 @@ from lazygen.kernel_view import Kernel, KernelContext, kernel, shape_declaration
 from lazygen.lazy import NON_NATIVE_PROPERTIES, lazy_ir_schema
 from lazygen.locate import torch_include_dir
 from lazygen.options import Options
-from lazygen.register_view import wrappers
+from lazygen.register_view import Wrapper, wrappers
 from lazygen.render import make_environment
 
 _LAZY_IR_SYSINC = (
@@ -80,7 +79,8 @@ class _Problems:
         self.checked = checked
         self.items: list[Diagnostic] = []
 
-    def op(self, f: NativeFunction, section: str, message: str, hint: str | None = None) -> None:
+    def op(self, f: NativeFunction, message: str, hint: str | None = None) -> None:
+        """A problem with `f`, reported at the yaml line that lists it."""
         entry = self.checked.lines.get(f.op)
         line, col = (entry.line, entry.col) if entry else (None, None)
         self.items.append(Diagnostic(self.spec.path, line, col, message, hint))
@@ -90,7 +90,20 @@ class _Problems:
             raise UserError(*sorted(self.items, key=lambda d: (d.line or 0, d.col or 0)))
 
 
-def build_views(options: Options, catalogue: Catalogue, checked: CheckedBackend, problems: _Problems) -> dict:
+class Views(NamedTuple):
+    """Everything the templates show, computed from the checked backend."""
+
+    nodes: list[IrNode]  # LazyIr.h
+    non_native_nodes: list[IrNode]  # LazyNonNativeIr.h
+    kernels: list[Kernel]  # <Key>NativeFunctions.cpp
+    shape_decls: list[tuple[NativeFunction, str]]  # compute_shape_* the kernels call
+    declarations: list[str]  # <Key>NativeFunctions.h
+    register: dict[str, list[Wrapper]]  # Register<dispatch key>.cpp
+    names: Names
+    class_name: str
+
+
+def build_views(options: Options, catalogue: Catalogue, checked: CheckedBackend, problems: _Problems) -> Views:
     spec = checked.spec
     names = Names(options.qualify_names)
     node_base = "torch::lazy::Node" if options.qualify_names and options.node_base == "Node" else options.node_base
@@ -121,7 +134,7 @@ def build_views(options: Options, catalogue: Catalogue, checked: CheckedBackend,
                     if not uses_meta_shapes(f):
                         shape_decls.append((f, shape_declaration(f, kernel_name, symint)))
             except Unsupported as err:
-                problems.op(f, section, f"cannot generate code for '{f.name}' under '{section}': {err}",
+                problems.op(f, f"cannot generate code for '{f.name}' under '{section}': {err}",
                             f"its schema: {f.func}")
 
     non_native_nodes: list[IrNode] = []
@@ -147,7 +160,7 @@ def build_views(options: Options, catalogue: Catalogue, checked: CheckedBackend,
             try:
                 target.append(f"static {Signature(f.func, Flavor.of(f, symint=supports_symint(k))).decl(k)};")
             except Unsupported as err:
-                problems.op(f, "supported", f"cannot declare a kernel for '{f.name}': {err}")
+                problems.op(f, f"cannot declare a kernel for '{f.name}': {err}")
 
     register = {}
     for idx in (index, checked.autograd_index):
@@ -157,18 +170,18 @@ def build_views(options: Options, catalogue: Catalogue, checked: CheckedBackend,
         for err in errors:
             # A generated wrapper belongs to the functional variant the yaml lists.
             listed = err.group.functional if err.group is not None and idx.kernel(err.func) is None else err.func
-            problems.op(listed, "supported", f"cannot register '{listed.op}' for {idx.dispatch_key}: {err}")
+            problems.op(listed, f"cannot register '{listed.op}' for {idx.dispatch_key}: {err}")
 
-    return {
-        "nodes": nodes,
-        "non_native_nodes": non_native_nodes,
-        "kernels": kernels,
-        "shape_decls": shape_decls,
-        "declarations": sorted(set(declarations)) + sorted(set(autograd_declarations)),
-        "register": register,
-        "names": names,
-        "class_name": class_name,
-    }
+    return Views(
+        nodes=nodes,
+        non_native_nodes=non_native_nodes,
+        kernels=kernels,
+        shape_decls=shape_decls,
+        declarations=sorted(set(declarations)) + sorted(set(autograd_declarations)),
+        register=register,
+        names=names,
+        class_name=class_name,
+    )
 
 
 def shape_header_file(options: Options) -> Path:
@@ -187,8 +200,8 @@ def shape_header_file(options: Options) -> Path:
     return hdr
 
 
-def check_shape_inference(options: Options, views: dict, problems: _Problems) -> Path | None:
-    if not options.check_shape_inference or options.shape_inference_hdr is None or not views["shape_decls"]:
+def check_shape_inference(options: Options, views: Views, problems: _Problems) -> Path | None:
+    if not options.check_shape_inference or options.shape_inference_hdr is None or not views.shape_decls:
         return None
     path = shape_header_file(options)
     try:
@@ -196,14 +209,14 @@ def check_shape_inference(options: Options, views: dict, problems: _Problems) ->
     except (OSError, UnicodeDecodeError) as err:
         raise UserError.at(str(path), None, None, f"cannot read the shape inference header: {getattr(err, 'strerror', None) or err}",
                            "pass it with --shape-inference-file, or skip the check with --no-shape-inference-check") from None
-    missing = [(f, decl) for f, decl in views["shape_decls"] if decl not in lines]
+    missing = [(f, decl) for f, decl in views.shape_decls if decl not in lines]
     hint = "or write the missing declarations with --write-missing-shapes FILE"
     if missing and options.write_missing_shapes is not None:
         written = write_shape_files(Path(options.write_missing_shapes), options.shape_inference_hdr,
-                                    [d for _, d in views["shape_decls"]], [d for _, d in missing])
+                                    [d for _, d in views.shape_decls], [d for _, d in missing])
         hint = f"wrote every declaration to {written[0]} and skeletons of the missing ones to {written[1]}"
     for f, decl in missing:
-        problems.op(f, "full_codegen", f"no shape function for '{f.name}' in {options.shape_inference_hdr}; declare: {decl}", hint)
+        problems.op(f, f"no shape function for '{f.name}' in {options.shape_inference_hdr}; declare: {decl}", hint)
     return path
 
 
@@ -265,7 +278,7 @@ def check_kernels(options: Options, catalogue: Catalogue, checked: CheckedBacken
         have = found.get(name, 0)
         if have != len(funcs):
             decls = "; ".join(Signature(f.func, Flavor.of(f)).decl() for f in funcs)
-            problems.op(funcs[0], "supported",
+            problems.op(funcs[0],
                         f"{path} defines {have} kernel(s) named {class_name}::{name}, expected {len(funcs)} (for {', '.join(str(f.name) for f in funcs)})",
                         f"expected signature(s): {decls}")
     return path
@@ -285,7 +298,7 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
     shape_file = check_shape_inference(options, views, problems)
     if shape_file is not None:
         inputs.append(shape_file)
-    impl_file = check_kernels(options, catalogue, checked, views["class_name"], problems)
+    impl_file = check_kernels(options, catalogue, checked, views.class_name, problems)
     if impl_file is not None:
         inputs.append(impl_file)
     problems.raise_if_any()
@@ -294,7 +307,7 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
     prologue, epilogue = namespace_lines(spec.cpp_namespace)
     gen_dir = generated_include_dir(options)
     key = spec.backend
-    common = {"options": options, "names": views["names"], "namespace_prologue": prologue,
+    common = {"options": options, "names": views.names, "namespace_prologue": prologue,
               "namespace_epilogue": epilogue, "generated_by": options.generated_by}
     contents: dict[str, str] = {}
     # Each IR node and kernel is rendered from its own template, so that the
@@ -309,15 +322,15 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
         common,
         sysincludes=[f"#include <{p}>" for p in _LAZY_IR_SYSINC],
         user_includes=[f'#include "{options.node_base_hdr}"'] if options.node_base_hdr is not None else [],
-        node_texts=each(node_template, "node", views["nodes"]),
+        node_texts=each(node_template, "node", views.nodes),
     )
     contents["LazyNonNativeIr.h"] = env.get_template("LazyNonNativeIr.h.j2").render(
         common,
         includes=[f"#include <{p}>" for p in _NON_NATIVE_INC + ((options.node_base_hdr,) if options.node_base_hdr else ())],
-        node_texts=each(node_template, "node", views["non_native_nodes"]),
+        node_texts=each(node_template, "node", views.non_native_nodes),
     )
     contents[f"{key}NativeFunctions.h"] = env.get_template("NativeFunctions.h.j2").render(
-        common, class_name=views["class_name"], declarations=views["declarations"]
+        common, class_name=views.class_name, declarations=views.declarations
     )
     kernel_includes = [options.tensor_class_hdr]
     if options.shape_inference_hdr is not None:
@@ -326,10 +339,10 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
     if options.gen_forced_fallback_code:
         kernel_includes.append("torch/csrc/lazy/ts_backend/ts_eager_fallback.h")
     contents[f"{key}NativeFunctions.cpp"] = env.get_template("NativeFunctions.cpp.j2").render(
-        common, includes=[f"#include <{p}>" for p in kernel_includes], kernel_texts=each(kernel_template, "k", views["kernels"])
+        common, includes=[f"#include <{p}>" for p in kernel_includes], kernel_texts=each(kernel_template, "k", views.kernels)
     )
     header = f"{gen_dir}/{key}NativeFunctions.h"
-    for dispatch_key, ws in views["register"].items():
+    for dispatch_key, ws in views.register.items():
         contents[f"Register{dispatch_key}.cpp"] = env.get_template("Register.cpp.j2").render(
             common,
             dispatch_key=dispatch_key,
