@@ -22,7 +22,7 @@ from lazygen.lazy import NON_NATIVE_PROPERTIES, lazy_ir_schema
 from lazygen.locate import torch_include_dir
 from lazygen.options import Options
 from lazygen.register_view import Wrapper, wrappers
-from lazygen.render import make_environment
+from lazygen.render import make_environment, template_files
 
 _LAZY_IR_SYSINC = (
     "ATen/core/Formatting.h",
@@ -360,13 +360,7 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
         )
     expected = plan.output_names(key, spec.has_autograd)
     assert sorted(contents) == sorted(expected), (sorted(contents), expected)
-    return Rendered(contents, tuple(inputs) + tuple(_template_inputs(options)))
-
-
-def _template_inputs(options: Options) -> list[Path]:
-    from lazygen.render import template_files
-
-    return template_files(options.template_dirs)
+    return Rendered(contents, tuple(inputs) + tuple(template_files(options.template_dirs)))
 
 
 def load_spec(options: Options) -> BackendSpec:
