@@ -4,7 +4,7 @@ drop-in replacement for torchgen's run_gen_lazy_tensor."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lazygen import plan
@@ -152,4 +152,4 @@ def run_gen_lazy_tensor(
     generate(options)
 
 
-__all__ = ["Options", "Result", "generate", "list_outputs", "run_gen_lazy_tensor", "replace"]
+__all__ = ["Options", "Result", "generate", "list_outputs", "run_gen_lazy_tensor"]
