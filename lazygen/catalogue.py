@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from operator import attrgetter
 from typing import Iterable, Iterator, Union
 
@@ -250,6 +251,17 @@ def parse_tags(entries: object) -> frozenset[str]:
     return frozenset(tags)
 
 
+@lru_cache(maxsize=None)
+def _interned_set(items: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(items)
+
+
+def _shared_set(items) -> frozenset[str]:
+    """One frozenset object per distinct set of strings (thousands of
+    functions share a few dozen tag and variant sets)."""
+    return _interned_set(tuple(sorted(set(items))))
+
+
 def _parse_entry(e: dict, line: int, valid_tags: frozenset[str]) -> NativeFunction:
     e = dict(e)
     e.pop("__line__", None)
@@ -263,7 +275,7 @@ def _parse_entry(e: dict, line: int, valid_tags: frozenset[str]) -> NativeFuncti
         raise CatalogueError(f"bad schema: {err}", line) from None
 
     variants = _expect(e.pop("variants", "function"), str, "variants", line)
-    variant_set = frozenset(variants.split(", "))
+    variant_set = _shared_set(variants.split(", "))
     if not variant_set <= {"function", "method"}:
         raise CatalogueError(f"unknown variant in '{variants}'", line)
 
@@ -313,7 +325,7 @@ def _parse_entry(e: dict, line: int, valid_tags: frozenset[str]) -> NativeFuncti
         namespace=namespace,
         line=line,
         variants=variant_set,
-        tags=frozenset(tags),
+        tags=_shared_set(tags),
         dispatch=tuple(dispatch),
         structured=structured,
         structured_delegate=delegate,
@@ -324,7 +336,7 @@ def _parse_entry(e: dict, line: int, valid_tags: frozenset[str]) -> NativeFuncti
         manual_kernel_registration=bool(e.pop("manual_kernel_registration", False)),
         manual_cpp_binding=bool(e.pop("manual_cpp_binding", False)),
         use_const_ref_for_mutable_tensors=bool(e.pop("use_const_ref_for_mutable_tensors", False)),
-        cpp_no_default_args=frozenset(e.pop("cpp_no_default_args", [])),
+        cpp_no_default_args=_shared_set(e.pop("cpp_no_default_args", [])),
         python_module=e.pop("python_module", None),
         category_override=e.pop("category_override", None),
         precomputed=tuple(str(p) for p in precomputed) if isinstance(precomputed, list) else None,
@@ -403,7 +415,7 @@ def _generate(base: NativeFunction, kind: Kind) -> NativeFunction:
         namespace=base.namespace,
         line=base.line,
         variants=frozenset({"function"}),
-        tags=frozenset(tags),
+        tags=_shared_set(tags),
         dispatch=(("CompositeExplicitAutograd", kernel),),
         device_guard=False,
         device_check="NoCheck",
