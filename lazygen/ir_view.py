@@ -4,9 +4,8 @@ layout; this module only spells names, types and argument lists."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from lazygen.errors import Unsupported
 from lazygen.lazy import LazyArgument, LazyIrSchema

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-
 from lazygen.catalogue import NativeFunction
 from lazygen.cpp import Binding, Flavor, Signature, translate
 from lazygen.errors import Unsupported

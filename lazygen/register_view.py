@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-
 from lazygen.backend import BackendIndex, supports_symint
 from lazygen.catalogue import Catalogue, NativeFunction, NativeFunctionsGroup
 from lazygen.cpp import Flavor, Signature, return_names, translate
