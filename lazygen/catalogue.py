@@ -251,6 +251,20 @@ def parse_tags(entries: object) -> frozenset[str]:
     return frozenset(tags)
 
 
+_TRUE, _FALSE = {"true", "yes", "on"}, {"false", "no", "off"}
+
+
+def _flag(e: dict, key: str, default: bool, line: int) -> bool:
+    """A boolean field, given as a YAML bool or (when the yaml was read
+    without type resolution) as its text."""
+    value = e.pop(key, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise CatalogueError(f"'{key}' must be true or false, not {value!r}", line)
+
+
 @lru_cache(maxsize=None)
 def _interned_set(items: tuple[str, ...]) -> frozenset[str]:
     return frozenset(items)
@@ -294,7 +308,7 @@ def _parse_entry(e: dict, line: int, valid_tags: frozenset[str]) -> NativeFuncti
     if unknown:
         raise CatalogueError(f"unknown tag '{sorted(unknown)[0]}'", line)
 
-    structured = bool(e.pop("structured", False))
+    structured = _flag(e, "structured", False, line)
     delegate_text = e.pop("structured_delegate", None)
     delegate = OperatorName.parse(delegate_text) if delegate_text else None
 
@@ -331,11 +345,11 @@ def _parse_entry(e: dict, line: int, valid_tags: frozenset[str]) -> NativeFuncti
         structured_delegate=delegate,
         structured_inherits=e.pop("structured_inherits", None),
         autogen=tuple(OperatorName.parse(x) for x in autogen_text.split(", ")) if autogen_text else (),
-        device_guard=bool(e.pop("device_guard", True)),
+        device_guard=_flag(e, "device_guard", True, line),
         device_check=str(e.pop("device_check", "ExactSame")),
-        manual_kernel_registration=bool(e.pop("manual_kernel_registration", False)),
-        manual_cpp_binding=bool(e.pop("manual_cpp_binding", False)),
-        use_const_ref_for_mutable_tensors=bool(e.pop("use_const_ref_for_mutable_tensors", False)),
+        manual_kernel_registration=_flag(e, "manual_kernel_registration", False, line),
+        manual_cpp_binding=_flag(e, "manual_cpp_binding", False, line),
+        use_const_ref_for_mutable_tensors=_flag(e, "use_const_ref_for_mutable_tensors", False, line),
         cpp_no_default_args=_shared_set(e.pop("cpp_no_default_args", [])),
         python_module=e.pop("python_module", None),
         category_override=e.pop("category_override", None),

@@ -58,10 +58,15 @@ def _read(path: Path) -> bytes:
         raise UserError.at(str(path), None, None, f"cannot read the operator catalogue: {err.strerror or err}") from None
 
 
-def _parse_yaml(path: Path, data: bytes) -> object:
+def _parse_yaml(path: Path, data: bytes, *, plain: bool = False) -> object:
+    """`plain`: no type resolution, every scalar a string (faster; the
+    catalogue's few booleans are converted where they are read)."""
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    if plain:
+        loader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
+    else:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         return yaml.load(data, Loader=loader)
     except yaml.YAMLError as err:
@@ -86,7 +91,7 @@ def _parse_entries(path: Path, data: bytes) -> Iterator[object]:
         return
     line = data.count(b"\n", 0, starts[0]) + 1
     for chunk in chunks:
-        items = _parse_yaml(path, chunk)
+        items = _parse_yaml(path, chunk, plain=True)
         if not isinstance(items, list) or len(items) != 1:
             raise UserError.at(str(path), line, 1, "unexpected operator catalogue: an entry that is not one list item")
         if isinstance(items[0], dict):
