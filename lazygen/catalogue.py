@@ -199,6 +199,10 @@ class Catalogue:
         catalogue._made.update((f.op, f) for f in functions)  # keep the parsed schemas of this run
         return catalogue
 
+    def forget_parsed(self) -> None:
+        """Drop the functions made so far (they are made again on demand)."""
+        self._made.clear()
+
     def __contains__(self, op: str) -> bool:
         return op in self.rows
 

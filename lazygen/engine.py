@@ -22,7 +22,6 @@ from lazygen.lazy import NON_NATIVE_PROPERTIES, lazy_ir_schema
 from lazygen.locate import torch_include_dir
 from lazygen.options import Options
 from lazygen.register_view import Wrapper, wrappers
-from lazygen.render import make_environment, template_files
 
 _LAZY_IR_SYSINC = (
     "ATen/core/Formatting.h",
@@ -302,6 +301,10 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
     if impl_file is not None:
         inputs.append(impl_file)
     problems.raise_if_any()
+
+    # Jinja2 is imported only now: a cold run's catalogue build is over, and
+    # its memory can be reused.
+    from lazygen.render import make_environment, template_files
 
     env = make_environment(options.template_dirs)
     prologue, epilogue = namespace_lines(spec.cpp_namespace)
