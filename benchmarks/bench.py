@@ -9,7 +9,9 @@ yaml listing every op the reference can generate under full_codegen:
   warm   lazygen cache filled, no outputs
   no-op  nothing changed since the last run
 The reference does the same work in every scenario; it is timed each time.
-Each cell is the median of --repeat runs; peak RSS is the largest seen.
+Each time is the fastest of --repeat runs (this shared machine's noise only
+ever adds time; both tools are measured the same way, interleaved); the
+median is printed beside it. Peak RSS is the largest seen.
 """
 
 from __future__ import annotations
@@ -139,19 +141,20 @@ def main() -> None:
                 lg_times.append(t)
                 lg_rss.append(rss)
             results[scenario] = {"ref": ref_times, "lg": lg_times, "ref_rss": ref_rss, "lg_rss": lg_rss}
-            ref_med, lg_med = statistics.median(ref_times), statistics.median(lg_times)
+            ref_min, lg_min = min(ref_times), min(lg_times)
+            median_ratio = statistics.median(ref_times) / statistics.median(lg_times)
             rss_ratio = max(lg_rss) / max(ref_rss)
             target = TARGETS.get((name, scenario))
-            ok = "" if target is None else ("yes" if ref_med / lg_med >= target else "NO")
-            rows.append((name, scenario, ref_med, lg_med, ref_med / lg_med, target, ok, max(ref_rss), max(lg_rss), rss_ratio))
+            ok = "" if target is None else ("yes" if ref_min / lg_min >= target else "NO")
+            rows.append((name, scenario, ref_min, lg_min, ref_min / lg_min, median_ratio, target, ok, max(ref_rss), max(lg_rss), rss_ratio))
     shutil.rmtree(work, ignore_errors=True)
 
-    print(f"{'yaml':9} {'scenario':8} {'torchgen s':>10} {'lazygen s':>10} {'speed-up':>9} {'target':>7} {'met':>4} "
-          f"{'ref RSS MiB':>11} {'lg RSS MiB':>10} {'RSS ratio':>9} {'met':>4}")
-    for name, scenario, ref_s, lg_s, ratio, target, ok, rrss, lrss, rss_ratio in rows:
+    print(f"{'yaml':9} {'scenario':8} {'torchgen s':>10} {'lazygen s':>10} {'speed-up':>9} {'(median)':>9} {'target':>7} "
+          f"{'met':>4} {'ref RSS MiB':>11} {'lg RSS MiB':>10} {'RSS ratio':>9} {'met':>4}")
+    for name, scenario, ref_s, lg_s, ratio, median_ratio, target, ok, rrss, lrss, rss_ratio in rows:
         tgt = f"{target:.0f}x" if target else "-"
         rss_ok = "yes" if rss_ratio <= RSS_TARGET else "NO"
-        print(f"{name:9} {scenario:8} {ref_s:10.3f} {lg_s:10.3f} {ratio:8.1f}x {tgt:>7} {ok or '-':>4} "
+        print(f"{name:9} {scenario:8} {ref_s:10.3f} {lg_s:10.3f} {ratio:8.1f}x {median_ratio:8.1f}x {tgt:>7} {ok or '-':>4} "
               f"{rrss / 1024:11.1f} {lrss / 1024:10.1f} {rss_ratio:9.2f} {rss_ok:>4}")
 
 
