@@ -9,7 +9,7 @@ loading and caching live elsewhere (lazygen.catalogue_cache).
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from operator import attrgetter
 from typing import Iterable, Iterator, Union
@@ -151,10 +151,6 @@ class NativeFunctionsGroup:
 
 
 Grouped = Union[NativeFunction, NativeFunctionsGroup]
-
-
-def functions_of(item: Grouped) -> tuple[NativeFunction, ...]:
-    return tuple(item.functions()) if isinstance(item, NativeFunctionsGroup) else (item,)
 
 
 class Catalogue:
@@ -405,17 +401,11 @@ def _generated_schema(base: NativeFunction, kind: Kind) -> FunctionSchema:
         assert args.self_arg is not None
         self_arg = Argument(args.self_arg.name, args.self_arg.type, args.self_arg.default, None)
         out = Argument("out", args.self_arg.type, None, args.self_arg.annotation)
-        new_args = _with(args, self_arg=self_arg, out=(out,))
+        new_args = replace(args, self_arg=self_arg, out=(out,))
         return FunctionSchema(out_name, new_args, f.returns)
     returns, outs = _out_args_for(f)
     base_args = args.signature() if f.kind() is Kind.functional else args
-    return FunctionSchema(out_name, _with(base_args, out=tuple(outs)), tuple(returns))
-
-
-def _with(args, **changes):  # small wrapper so the call sites read plainly
-    from dataclasses import replace
-
-    return replace(args, **changes)
+    return FunctionSchema(out_name, replace(base_args, out=tuple(outs)), tuple(returns))
 
 
 def _generate(base: NativeFunction, kind: Kind) -> NativeFunction:
