@@ -54,7 +54,7 @@ def generate(options: Options) -> Result:
     """Check everything, then bring the output folder up to date (or, with
     dry_run, only check). Raises UserError for mistakes in the inputs."""
     from lazygen.catalogue_cache import load_catalogue
-    from lazygen.commit import commit
+    from lazygen.commit import Staged, commit, stage
     from lazygen.engine import load_spec, render_outputs
 
     spec = load_spec(options)
@@ -66,11 +66,23 @@ def generate(options: Options) -> Result:
     names = plan.output_names(spec.backend, spec.has_autograd)
     outputs = tuple(out_dir / n for n in names)
     if options.dry_run:
+        for produce in rendered.contents.values():
+            for _ in produce():  # rendered (a template can fail), not written
+                pass
         return Result((), (), (), inputs, outputs)
+    staged: dict[str, Staged] = {}
     try:
+        created = _make_dir(out_dir)
+        try:
+            for name in list(rendered.contents):
+                staged[name] = stage(out_dir, rendered.contents.pop(name)())
+        except BaseException:
+            if created:
+                _remove_if_empty(out_dir)
+            raise
         result = commit(
             out_dir,
-            rendered.contents,
+            staged,
             depfile=Path(options.depfile) if options.depfile is not None else None,
             depfile_target=options.depfile_target or os.fspath(outputs[0]),
             inputs=[os.fspath(p) for p in inputs],
@@ -78,7 +90,25 @@ def generate(options: Options) -> Result:
     except OSError as err:
         where = err.filename if err.filename else out_dir
         raise UserError.at(os.fspath(where), None, None, f"cannot write the outputs: {err.strerror or err}") from None
+    finally:
+        for s in staged.values():
+            s.close()
     return Result(tuple(result.written), tuple(result.unchanged), tuple(result.removed), inputs, outputs, result.stats)
+
+
+def _make_dir(path: Path) -> bool:
+    """Create the output folder (and its parents) if missing; True if this call created it."""
+    if path.is_dir():
+        return False
+    path.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass
 
 
 def run_gen_lazy_tensor(

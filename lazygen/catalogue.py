@@ -199,6 +199,11 @@ class Catalogue:
         """Drop the functions made so far (they are made again on demand)."""
         self._made.clear()
 
+    def forget(self, ops: Iterable[str | None]) -> None:
+        """Drop the functions made for `ops` (they are made again on demand)."""
+        for op in ops:
+            self._made.pop(op, None)
+
     def __contains__(self, op: str) -> bool:
         return op in self.rows
 

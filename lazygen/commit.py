@@ -1,6 +1,6 @@
 """Commit rendered contents to an output directory.
 
-This is the last step of a run: it gets a mapping of file name to text and
+This is the last step of a run: it gets a mapping of file name to contents and
 moves the output directory to exactly that state. It knows nothing about
 operators or templates.
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,9 +44,11 @@ __all__ = [
     "LOCK_NAME",
     "MANIFEST_NAME",
     "CommitResult",
+    "Staged",
     "commit",
     "depfile_text",
     "read_manifest",
+    "stage",
 ]
 
 MANIFEST_NAME = ".lazygen-manifest"
@@ -115,6 +117,91 @@ def depfile_text(target: str | os.PathLike[str], inputs: Sequence[str | os.PathL
     return " \\\n  ".join(parts) + "\n"
 
 
+def _utf8(content: str | bytes | Staged) -> bytes | Staged:
+    return content.encode("utf-8") if isinstance(content, str) else content
+
+
+class Staged:
+    """One output's bytes, written out before the commit and kept off the
+    heap: in an unnamed file on the output directory's filesystem (Linux's
+    O_TMPFILE, which a killed process leaves no trace of), or, where the
+    system or filesystem has none, in memory."""
+
+    _CHUNK = 1 << 16
+
+    def __init__(self, directory: Path) -> None:
+        self._file = None
+        self._memory: list[bytes] = []
+        self.size = 0
+        if hasattr(os, "O_TMPFILE"):
+            try:
+                self._file = os.fdopen(os.open(directory, os.O_TMPFILE | os.O_RDWR, 0o666), "w+b")
+            except OSError:
+                pass  # no O_TMPFILE on this filesystem: keep the bytes in memory
+
+    def write(self, text: str) -> None:
+        # Encoded in slices, so a multi-megabyte text is never also held as bytes.
+        for start in range(0, len(text), self._CHUNK):
+            data = text[start:start + self._CHUNK].encode("utf-8")
+            self.size += len(data)
+            if self._file is not None:
+                self._file.write(data)
+            else:
+                self._memory.append(data)
+
+    def chunks(self) -> Iterator[bytes]:
+        if self._file is None:
+            yield from self._memory
+            return
+        self._file.flush()
+        self._file.seek(0)
+        while data := self._file.read(self._CHUNK):
+            yield data
+
+    def same_as(self, path: Path) -> bool:
+        """Whether the file at `path` holds exactly these bytes."""
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return False
+        with f:
+            if os.fstat(f.fileno()).st_size != self.size:
+                return False
+            for data in self.chunks():
+                if f.read(len(data)) != data:
+                    return False
+            return f.read(1) == b""
+
+    def link_to(self, tmp: Path) -> bool:
+        """Give the unnamed file the name `tmp`; False when it cannot."""
+        if self._file is None:
+            return False
+        self._file.flush()
+        try:
+            os.link(f"/proc/self/fd/{self._file.fileno()}", tmp, follow_symlinks=True)
+        except OSError:
+            return False  # no /proc, say: the caller copies the bytes instead
+        return True
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._memory = []
+
+
+def stage(output_dir: Path, texts: Iterable[str]) -> Staged:
+    """Write the pieces of one output's text to a Staged file for `commit`.
+    The directory must exist."""
+    staged = Staged(output_dir)
+    try:
+        for text in texts:
+            staged.write(text)
+    except BaseException:
+        staged.close()
+        raise
+    return staged
+
+
 def _crash_after() -> int | None:
     value = os.environ.get(CRASH_ENV)
     if not value:
@@ -122,38 +209,53 @@ def _crash_after() -> int | None:
     return int(value)
 
 
-def _write_if_changed(path: Path, data: bytes) -> bool:
+def _write_if_changed(path: Path, data: bytes | Staged) -> bool:
     """Put ``data`` at ``path`` by temp file + rename unless it is already there.
 
     Returns whether the file was written.
     """
-    try:
-        with open(path, "rb") as f:
-            if f.read() == data:
-                return False
-    except FileNotFoundError:
-        pass
-    directory = path.parent
-    # os.open with mode 0o666 (unlike mkstemp's 0o600) lets the umask decide
-    # the permissions, as for any ordinarily created file.
-    while True:
-        tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    if isinstance(data, Staged):
+        if data.same_as(path):
+            return False
+    else:
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
+            with open(path, "rb") as f:
+                if f.read() == data:
+                    return False
         except FileNotFoundError:
             pass
+    directory = path.parent
+    while True:
+        tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        if isinstance(data, Staged) and data.link_to(tmp):
+            break
+        try:
+            # os.open with mode 0o666 (unlike mkstemp's 0o600) lets the umask
+            # decide the permissions, as for any ordinarily created file.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in data.chunks() if isinstance(data, Staged) else (data,):
+                    f.write(chunk)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        break
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
         raise
     return True
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 class _DirLock:
@@ -194,7 +296,7 @@ def _remove_file(path: Path) -> bool:
 
 def commit(
     output_dir: Path,
-    contents: Mapping[str, str],
+    contents: Mapping[str, str | bytes | Staged],
     *,
     depfile: Path | None = None,
     depfile_target: str | None = None,
@@ -202,8 +304,8 @@ def commit(
 ) -> CommitResult:
     """Make ``output_dir`` hold exactly ``contents`` among lazygen's files.
 
-    ``contents`` maps a plain file name to its text, written as UTF-8 bytes
-    exactly (no newline translation). With ``depfile``, also write a Make
+    ``contents`` maps a plain file name to its bytes, its text (written as
+    UTF-8, no newline translation) or its `Staged` bytes. With ``depfile``, also write a Make
     depfile whose target is ``depfile_target`` (default: the first output in
     sorted order, as ``output_dir/name``) and whose dependencies are
     ``inputs``, spelled as given.
@@ -214,7 +316,7 @@ def commit(
         if not is_plain_name(name):
             raise ValueError(f"not a plain output file name: {name!r}")
     names = sorted(contents)
-    data = {name: contents[name].encode("utf-8") for name in names}
+    data = {name: _utf8(contents[name]) for name in names}
     dep_bytes = None
     if depfile is not None:
         if depfile_target is None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import NamedTuple
+from functools import partial
+from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
 
 from lazygen import plan
 from lazygen.backend import BackendSpec, CheckedBackend, check_backend, supports_symint
@@ -21,7 +22,10 @@ from lazygen.kernel_view import Kernel, KernelContext, kernel, shape_declaration
 from lazygen.lazy import NON_NATIVE_PROPERTIES, lazy_ir_schema
 from lazygen.locate import torch_include_dir
 from lazygen.options import Options
-from lazygen.register_view import Wrapper, wrappers
+from lazygen.register_view import Wrapper, group_wrappers
+
+if TYPE_CHECKING:
+    from lazygen.render import ElementRenderer  # imports Jinja2
 
 _LAZY_IR_SYSINC = (
     "ATen/core/Formatting.h",
@@ -53,8 +57,12 @@ _KERNEL_INC = (
 )
 
 
+# An output's text, in pieces, rendered on demand.
+Output = Callable[[], Iterator[str]]
+
+
 class Rendered(NamedTuple):
-    contents: dict[str, str]  # file name -> text
+    contents: dict[str, Output]  # file name -> its text
     inputs: tuple[Path, ...]  # every file read besides the catalogue
 
 
@@ -78,9 +86,9 @@ class _Problems:
         self.checked = checked
         self.items: list[Diagnostic] = []
 
-    def op(self, f: NativeFunction, message: str, hint: str | None = None) -> None:
-        """A problem with `f`, reported at the yaml line that lists it."""
-        entry = self.checked.lines.get(f.op)
+    def op(self, op: str, message: str, hint: str | None = None) -> None:
+        """A problem with operator `op`, reported at the yaml line that lists it."""
+        entry = self.checked.lines.get(op)
         line, col = (entry.line, entry.col) if entry else (None, None)
         self.items.append(Diagnostic(self.spec.path, line, col, message, hint))
 
@@ -89,97 +97,93 @@ class _Problems:
             raise UserError(*sorted(self.items, key=lambda d: (d.line or 0, d.col or 0)))
 
 
-class Views(NamedTuple):
-    """Everything the templates show, computed from the checked backend."""
+class Elements(NamedTuple):
+    """The checked, rendered elements of a backend's outputs."""
 
-    nodes: list[IrNode]  # LazyIr.h
-    non_native_nodes: list[IrNode]  # LazyNonNativeIr.h
-    kernels: list[Kernel]  # <Key>NativeFunctions.cpp
-    shape_decls: list[tuple[NativeFunction, str]]  # compute_shape_* the kernels call
+    node_texts: list[str]  # LazyIr.h, one IR node class each
+    non_native_texts: list[str]  # LazyNonNativeIr.h
+    kernel_texts: list[str]  # <Key>NativeFunctions.cpp
+    shape_decls: list[tuple[str, str]]  # (op, compute_shape_* declaration) the kernels call
     declarations: list[str]  # <Key>NativeFunctions.h
     register: dict[str, list[Wrapper]]  # Register<dispatch key>.cpp
-    names: Names
-    class_name: str
 
 
-def build_views(options: Options, catalogue: Catalogue, checked: CheckedBackend, problems: _Problems) -> Views:
+def build_elements(options: Options, catalogue: Catalogue, checked: CheckedBackend, names: Names, class_name: str,
+                   render: ElementRenderer, problems: _Problems) -> Elements:
+    """Checks every operator the yaml lists and renders its parts. One pass
+    over the operator groups does everything a group needs, then lets go of
+    the group's parsed schemas: a large backend never holds them all."""
     spec = checked.spec
-    names = Names(options.qualify_names)
     node_base = "torch::lazy::Node" if options.qualify_names and options.node_base == "Node" else options.node_base
     index = checked.backend_index
-    class_name = f"{spec.backend}NativeFunctions"
+    indices = [idx for idx in (index, checked.autograd_index) if idx is not None]
     ctx = KernelContext(options, class_name, names)
 
-    nodes: list[IrNode] = []
-    kernels: list[Kernel] = []
-    shape_decls: list[tuple[NativeFunction, str]] = []
+    node_texts: list[str] = []
+    kernel_texts: list[str] = []
+    shape_decls: list[tuple[str, str]] = []
+    declarations: dict[str, list[str]] = {idx.dispatch_key: [] for idx in indices}
+    register: dict[str, list[Wrapper]] = {idx.dispatch_key: [] for idx in indices}
     ir_ops = set(checked.full_codegen) | set(checked.ir_gen)
     full = set(checked.full_codegen)
+    wanted = ir_ops.union(*(idx.kernels for idx in indices))
     for group in catalogue.groups:
+        if not any(op in wanted for op in group if op):
+            continue
         for op in group:
             if op not in ir_ops:
                 continue
             f = catalogue.function(op)
             kernel_name = index.kernel(f)
             symint = supports_symint(kernel_name)
-            section = "full_codegen" if f.op in full else "ir_gen"
+            section = "full_codegen" if op in full else "ir_gen"
             try:
                 schema = lazy_ir_schema(f.func, value_class=options.lazy_value_class, symint=symint)
-                nodes.append(ir_node(schema, node_base=node_base, use_lazy_shape=options.use_lazy_shape,
-                                     ts_lowerings=options.gen_ts_lowerings, names=names))
-                if f.op in full:
+                render.node(node_texts, ir_node(schema, node_base=node_base, use_lazy_shape=options.use_lazy_shape,
+                                                ts_lowerings=options.gen_ts_lowerings, names=names))
+                if op in full:
                     assert kernel_name is not None
-                    kernels.append(kernel(ctx, f, schema, kernel_name, symint))
+                    render.kernel(kernel_texts, kernel(ctx, f, schema, kernel_name, symint))
                     if not uses_meta_shapes(f):
-                        shape_decls.append((f, shape_declaration(f, kernel_name, symint)))
+                        shape_decls.append((op, shape_declaration(f, kernel_name, symint)))
             except Unsupported as err:
-                problems.op(f, f"cannot generate code for '{f.name}' under '{section}': {err}",
-                            f"its schema: {f.func}")
+                problems.op(op, f"cannot generate code for '{op}' under '{section}': {err}", f"its schema: {f.func}")
+        for idx in indices:
+            for op in group:
+                k = idx.kernels.get(op) if op else None
+                if k is None:
+                    continue
+                f = catalogue.function(op)
+                try:
+                    declarations[idx.dispatch_key].append(f"static {Signature(f.func, Flavor.of(f, symint=supports_symint(k))).decl(k)};")
+                except Unsupported as err:
+                    problems.op(op, f"cannot declare a kernel for '{op}': {err}")
+            ws, errors = group_wrappers(catalogue, idx, group, spec.cpp_namespace, class_name)
+            register[idx.dispatch_key] += ws
+            for err in errors:
+                # A generated wrapper belongs to the functional variant the yaml lists.
+                listed = err.group.functional if err.group is not None and idx.kernel(err.func) is None else err.func
+                problems.op(listed.op, f"cannot register '{listed.op}' for {idx.dispatch_key}: {err}")
+        catalogue.forget(group)
 
-    non_native_nodes: list[IrNode] = []
+    non_native_texts: list[str] = []
     for entry in spec.non_native:
         try:
             schema = lazy_ir_schema(entry.func, value_class=options.lazy_value_class, symint=True,
                                     properties=NON_NATIVE_PROPERTIES.with_set(*entry.properties), opkind=entry.opkind)
-            non_native_nodes.append(ir_node(schema, node_base=node_base, use_lazy_shape=options.use_lazy_shape,
-                                            ts_lowerings=options.gen_ts_lowerings, names=names))
+            render.node(non_native_texts, ir_node(schema, node_base=node_base, use_lazy_shape=options.use_lazy_shape,
+                                                  ts_lowerings=options.gen_ts_lowerings, names=names))
         except Unsupported as err:
             problems.items.append(Diagnostic(spec.path, entry.line, entry.col, f"cannot generate an IR node for non_native '{entry.func.name}': {err}"))
 
-    declarations: list[str] = []
-    autograd_declarations: list[str] = []
-    for idx, target in ((index, declarations), (checked.autograd_index, autograd_declarations)):
-        if idx is None:
-            continue
-        for op in catalogue.order:
-            k = idx.kernels.get(op)
-            if k is None:
-                continue
-            f = catalogue.function(op)
-            try:
-                target.append(f"static {Signature(f.func, Flavor.of(f, symint=supports_symint(k))).decl(k)};")
-            except Unsupported as err:
-                problems.op(f, f"cannot declare a kernel for '{f.name}': {err}")
-
-    register = {}
-    for idx in (index, checked.autograd_index):
-        if idx is None:
-            continue
-        register[idx.dispatch_key], errors = wrappers(catalogue, idx, spec.cpp_namespace, class_name)
-        for err in errors:
-            # A generated wrapper belongs to the functional variant the yaml lists.
-            listed = err.group.functional if err.group is not None and idx.kernel(err.func) is None else err.func
-            problems.op(listed, f"cannot register '{listed.op}' for {idx.dispatch_key}: {err}")
-
-    return Views(
-        nodes=nodes,
-        non_native_nodes=non_native_nodes,
-        kernels=kernels,
+    return Elements(
+        node_texts=node_texts,
+        non_native_texts=non_native_texts,
+        kernel_texts=kernel_texts,
         shape_decls=shape_decls,
-        declarations=sorted(set(declarations)) + sorted(set(autograd_declarations)),
+        # The backend's declarations, sorted, then its autograd key's.
+        declarations=[d for decls in declarations.values() for d in sorted(set(decls))],
         register=register,
-        names=names,
-        class_name=class_name,
     )
 
 
@@ -199,8 +203,8 @@ def shape_header_file(options: Options) -> Path:
     return hdr
 
 
-def check_shape_inference(options: Options, views: Views, problems: _Problems) -> Path | None:
-    if not options.check_shape_inference or options.shape_inference_hdr is None or not views.shape_decls:
+def check_shape_inference(options: Options, shape_decls: list[tuple[str, str]], problems: _Problems) -> Path | None:
+    if not options.check_shape_inference or options.shape_inference_hdr is None or not shape_decls:
         return None
     path = shape_header_file(options)
     try:
@@ -208,14 +212,14 @@ def check_shape_inference(options: Options, views: Views, problems: _Problems) -
     except (OSError, UnicodeDecodeError) as err:
         raise UserError.at(str(path), None, None, f"cannot read the shape inference header: {getattr(err, 'strerror', None) or err}",
                            "pass it with --shape-inference-file, or skip the check with --no-shape-inference-check") from None
-    missing = [(f, decl) for f, decl in views.shape_decls if decl not in lines]
+    missing = [(op, decl) for op, decl in shape_decls if decl not in lines]
     hint = "or write the missing declarations with --write-missing-shapes FILE"
     if missing and options.write_missing_shapes is not None:
         written = write_shape_files(Path(options.write_missing_shapes), options.shape_inference_hdr,
-                                    [d for _, d in views.shape_decls], [d for _, d in missing])
+                                    [d for _, d in shape_decls], [d for _, d in missing])
         hint = f"wrote every declaration to {written[0]} and skeletons of the missing ones to {written[1]}"
-    for f, decl in missing:
-        problems.op(f, f"no shape function for '{f.name}' in {options.shape_inference_hdr}; declare: {decl}", hint)
+    for op, decl in missing:
+        problems.op(op, f"no shape function for '{op}' in {options.shape_inference_hdr}; declare: {decl}", hint)
     return path
 
 
@@ -277,7 +281,7 @@ def check_kernels(options: Options, catalogue: Catalogue, checked: CheckedBacken
         have = found.get(name, 0)
         if have != len(funcs):
             decls = "; ".join(Signature(f.func, Flavor.of(f)).decl() for f in funcs)
-            problems.op(funcs[0],
+            problems.op(funcs[0].op,
                         f"{path} defines {have} kernel(s) named {class_name}::{name}, expected {len(funcs)} (for {', '.join(str(f.name) for f in funcs)})",
                         f"expected signature(s): {decls}")
     return path
@@ -292,62 +296,40 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
         problems.items.append(Diagnostic(spec.path, spec.cpp_namespace_line, spec.cpp_namespace_col,
                                          f"cpp_namespace '{spec.cpp_namespace}' has {depth} levels; torchgen's output supports at most 2",
                                          "pass --qualify-names to generate code that compiles in any namespace"))
-    views = build_views(options, catalogue, checked, problems)
+
+    # Jinja2 is imported only now: a cold run's catalogue build is over, and
+    # its memory can be reused.
+    from lazygen.render import ElementRenderer, finish_block, make_environment, template_files
+
+    env = make_environment(options.template_dirs)
+    names = Names(options.qualify_names)
+    class_name = f"{spec.backend}NativeFunctions"
+    prologue, epilogue = namespace_lines(spec.cpp_namespace)
+    common = {"options": options, "names": names, "namespace_prologue": prologue,
+              "namespace_epilogue": epilogue, "generated_by": options.generated_by}
+    elements = build_elements(options, catalogue, checked, names, class_name, ElementRenderer(env, common, stop=lambda: bool(problems.items)), problems)
+    register = elements.register
     inputs: list[Path] = []
-    shape_file = check_shape_inference(options, views, problems)
+    shape_file = check_shape_inference(options, elements.shape_decls, problems)
     if shape_file is not None:
         inputs.append(shape_file)
-    impl_file = check_kernels(options, catalogue, checked, views.class_name, problems)
+    impl_file = check_kernels(options, catalogue, checked, class_name, problems)
     if impl_file is not None:
         inputs.append(impl_file)
     problems.raise_if_any()
 
-    # Jinja2 is imported only now: a cold run's catalogue build is over, and
-    # its memory can be reused.
-    from lazygen.render import make_environment, template_files
-
-    env = make_environment(options.template_dirs)
-    prologue, epilogue = namespace_lines(spec.cpp_namespace)
+    # Outputs are rendered when they are staged, one at a time (see
+    # lazygen.commit.stage): a large backend never holds all of them at once.
     gen_dir = generated_include_dir(options)
     key = spec.backend
-    common = {"options": options, "names": views.names, "namespace_prologue": prologue,
-              "namespace_epilogue": epilogue, "generated_by": options.generated_by}
-    contents: dict[str, str] = {}
-    # Each IR node and kernel is rendered from its own template, so that the
-    # templates' blocks (the customisation points) see `node` / `k` directly.
-    node_template = env.get_template("ir_node.j2")
-    kernel_template = env.get_template("native_function.j2")
-
-    def each(template, name: str, items: list) -> list[str]:
-        return [template.render(common, **{name: item}) for item in items]
-
-    contents["LazyIr.h"] = env.get_template("LazyIr.h.j2").render(
-        common,
-        sysincludes=[f"#include <{p}>" for p in _LAZY_IR_SYSINC],
-        user_includes=[f'#include "{options.node_base_hdr}"'] if options.node_base_hdr is not None else [],
-        node_texts=each(node_template, "node", views.nodes),
-    )
-    contents["LazyNonNativeIr.h"] = env.get_template("LazyNonNativeIr.h.j2").render(
-        common,
-        includes=[f"#include <{p}>" for p in _NON_NATIVE_INC + ((options.node_base_hdr,) if options.node_base_hdr else ())],
-        node_texts=each(node_template, "node", views.non_native_nodes),
-    )
-    contents[f"{key}NativeFunctions.h"] = env.get_template("NativeFunctions.h.j2").render(
-        common, class_name=views.class_name, declarations=views.declarations
-    )
-    kernel_includes = [options.tensor_class_hdr]
-    if options.shape_inference_hdr is not None:
-        kernel_includes.append(options.shape_inference_hdr)
-    kernel_includes += list(_KERNEL_INC) + [f"{gen_dir}/{key}NativeFunctions.h", f"{gen_dir}/LazyIr.h"]
-    if options.gen_forced_fallback_code:
-        kernel_includes.append("torch/csrc/lazy/ts_backend/ts_eager_fallback.h")
-    contents[f"{key}NativeFunctions.cpp"] = env.get_template("NativeFunctions.cpp.j2").render(
-        common, includes=[f"#include <{p}>" for p in kernel_includes], kernel_texts=each(kernel_template, "k", views.kernels)
-    )
     header = f"{gen_dir}/{key}NativeFunctions.h"
-    for dispatch_key, ws in views.register.items():
-        contents[f"Register{dispatch_key}.cpp"] = env.get_template("Register.cpp.j2").render(
-            common,
+    contents: dict[str, Output] = {}
+
+    def put(name: str, template: str, **variables) -> None:
+        contents[name] = partial(env.get_template(template).generate, common, **variables)
+
+    for dispatch_key in list(register):
+        put(f"Register{dispatch_key}.cpp", "Register.cpp.j2",
             dispatch_key=dispatch_key,
             backend_name=options.backend_name,
             external_backend_headers=f"#include <{header}>" if options.build_in_tree else f'#include "{header}"',
@@ -359,8 +341,23 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
             )
             + ["#include <c10/macros/Macros.h>"],
             ops_headers="" if options.per_operator_headers else "#include <ATen/Functions.h>",
-            wrappers=ws,
-        )
+            wrappers=register.pop(dispatch_key))
+    put("LazyIr.h", "LazyIr.h.j2",
+        sysincludes=[f"#include <{p}>" for p in _LAZY_IR_SYSINC],
+        user_includes=[f'#include "{options.node_base_hdr}"'] if options.node_base_hdr is not None else [],
+        node_texts=finish_block(elements.node_texts))
+    put("LazyNonNativeIr.h", "LazyNonNativeIr.h.j2",
+        includes=[f"#include <{p}>" for p in _NON_NATIVE_INC + ((options.node_base_hdr,) if options.node_base_hdr else ())],
+        node_texts=finish_block(elements.non_native_texts))
+    put(f"{key}NativeFunctions.h", "NativeFunctions.h.j2", class_name=class_name, declarations=elements.declarations)
+    kernel_includes = [options.tensor_class_hdr]
+    if options.shape_inference_hdr is not None:
+        kernel_includes.append(options.shape_inference_hdr)
+    kernel_includes += list(_KERNEL_INC) + [header, f"{gen_dir}/LazyIr.h"]
+    if options.gen_forced_fallback_code:
+        kernel_includes.append("torch/csrc/lazy/ts_backend/ts_eager_fallback.h")
+    put(f"{key}NativeFunctions.cpp", "NativeFunctions.cpp.j2",
+        includes=[f"#include <{p}>" for p in kernel_includes], kernel_texts=finish_block(elements.kernel_texts))
     expected = plan.output_names(key, spec.has_autograd)
     assert sorted(contents) == sorted(expected), (sorted(contents), expected)
     return Rendered(contents, tuple(inputs) + tuple(template_files(options.template_dirs)))

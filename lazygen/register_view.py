@@ -15,7 +15,6 @@ from lazygen.schema import Kind, is_list_like, is_tensor_like
 
 
 class Wrapper(NamedTuple):
-    func: NativeFunction
     name: str
     definition: str  # the anonymous-namespace definition
     registration: str  # the m.impl(...) call
@@ -101,7 +100,7 @@ def _wrapper(index: BackendIndex, cpp_namespace: str, class_name: str, f: Native
     name = sig.name()
     registration = f'm.impl("{f.func.name}",\nTORCH_FN({name}));\n'
     if generated:
-        return Wrapper(f, name, _out_inplace_wrapper(index, f, g), registration)
+        return Wrapper(name, _out_inplace_wrapper(index, f, g), registration)
     assert kernel is not None
     kernel_sig = Signature(f.func, Flavor.of(f, symint=supports_symint(kernel)))
     call_args = ", ".join(translate(sig.arguments(), kernel_sig.arguments()))
@@ -119,31 +118,28 @@ def _wrapper(index: BackendIndex, cpp_namespace: str, class_name: str, f: Native
         "\n"
         "} // anonymous namespace\n"
     )
-    return Wrapper(f, name, definition, registration)
+    return Wrapper(name, definition, registration)
 
 
-def wrappers(catalogue: Catalogue, index: BackendIndex, cpp_namespace: str, class_name: str) -> tuple[list[Wrapper], list[WrapperError]]:
-    """Every wrapper of one dispatch key, in the order torchgen writes them,
-    and a WrapperError for each one that cannot be made."""
+def group_wrappers(catalogue: Catalogue, index: BackendIndex, group: tuple[str | None, ...], cpp_namespace: str,
+                   class_name: str) -> tuple[list[Wrapper], list[WrapperError]]:
+    """The wrappers of one dispatch key for one operator group (an entry of
+    catalogue.groups), in the order torchgen writes them, and a WrapperError
+    for each one that cannot be made."""
+    if not any(op in index.kernels for op in group if op):
+        return [], []  # nothing of this operator is the backend's
+    item = catalogue.item(group)
+    pairs = [(f, item) for f in item.functions()] if isinstance(item, NativeFunctionsGroup) else [(item, None)]
     out = []
     errors = []
-    kernels = index.kernels
-    for names in catalogue.groups:
-        if not any(op in kernels for op in names if op):
-            continue  # nothing of this operator is the backend's
-        item = catalogue.item(names)
-        if isinstance(item, NativeFunctionsGroup):
-            pairs = [(f, item) for f in item.functions()]
-        else:
-            pairs = [(item, None)]
-        for f, g in pairs:
-            try:
-                w = _wrapper(index, cpp_namespace, class_name, f, g)
-            except Unsupported as err:
-                errors.append(WrapperError(f, g, str(err)))
-                continue
-            if w is not None:
-                out.append(w)
+    for f, g in pairs:
+        try:
+            w = _wrapper(index, cpp_namespace, class_name, f, g)
+        except Unsupported as err:
+            errors.append(WrapperError(f, g, str(err)))
+            continue
+        if w is not None:
+            out.append(w)
     return out, errors
 
 

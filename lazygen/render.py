@@ -9,33 +9,81 @@ with {% extends "lazygen/<name>" %} and replace just some blocks.
 from __future__ import annotations
 
 import textwrap
+from itertools import chain
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import jinja2
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
-# Separates the elements of a list rendered inside {% filter codeblock %}.
-SEP = "\x1e"
+def layout_element(text: str) -> str:
+    """One element of a block as torchgen lays it out: its lines, each
+    right-stripped. (An empty element has no lines: leave it out.)"""
+    return "\n".join(map(str.rstrip, text.splitlines()))
+
+
+def finish_block(texts: list[str]) -> list[str]:
+    """Elements already laid out by `layout_element`, made ready to be
+    written one per line: together they are the block torchgen writes, the
+    whole right-stripped. (Templates print them one by one, so the block is
+    never one string: a large backend's is megabytes.)"""
+    while texts and not texts[-1].strip():
+        texts.pop()
+    if texts:
+        texts[-1] = texts[-1].rstrip()
+    return texts
+
+
+def layout_block(texts: list[str]) -> str:
+    """Elements already laid out by `layout_element`, as one string."""
+    return "\n".join(finish_block(texts))
 
 
 def codeblock(value: object, indent: str = "") -> str:
     """Lay out a value the way torchgen's code templates lay out a
     substitution at the start of a line: each element's lines, indented,
     right-stripped, the whole right-stripped."""
-    if isinstance(value, str) and SEP in value:
-        *items, rest = value.split(SEP)
-        if rest.strip():
-            raise ValueError("text after the last element of a codeblock")
-    elif isinstance(value, str):
-        items = [value]
-    else:
-        items = [str(v) for v in value]
+    items = [value] if isinstance(value, str) else [str(v) for v in value]
     if indent:
-        content = textwrap.indent("\n".join(line for item in items for line in item.splitlines()), indent)
-        return "\n".join(line.rstrip() for line in content.splitlines()).rstrip()
-    return "\n".join(line.rstrip() for item in items for line in item.splitlines()).rstrip()
+        lines = "\n".join(chain.from_iterable(map(str.splitlines, items)))
+        return "\n".join(map(str.rstrip, textwrap.indent(lines, indent).splitlines())).rstrip()
+    return layout_block([layout_element(item) for item in items if item])
+
+
+def squash(text: str, indent: str = "") -> str:
+    """Lines of a region torchgen lays out line by line (Register<Key>.cpp's
+    definitions): each right-stripped and indented; blank ones dropped."""
+    return "\n".join(indent + line for line in map(str.rstrip, text.splitlines()) if line)
+
+
+class ElementRenderer:
+    """Renders one IR node or kernel at a time, as soon as its view is made,
+    so a run never holds the views of all its operators at once. Each text
+    is laid out with `layout_element`; empty renders contribute nothing.
+
+    Nothing is rendered once `stop()` is true: a run with problems reports
+    them and writes nothing, so its texts would be thrown away."""
+
+    def __init__(self, env: jinja2.Environment, common: dict, stop: Callable[[], bool]) -> None:
+        self.node_template = env.get_template("ir_node.j2")
+        self.kernel_template = env.get_template("native_function.j2")
+        self.common = common
+        self.stop = stop
+
+    def node(self, texts: list[str], node: object) -> None:
+        """Append the class of one IrNode to `texts`."""
+        if not self.stop():
+            text = self.node_template.render(self.common, node=node)
+            if text:
+                texts.append(layout_element(text))
+
+    def kernel(self, texts: list[str], k: object) -> None:
+        """Append one Kernel's definition to `texts`."""
+        if not self.stop():
+            text = self.kernel_template.render(self.common, k=k)
+            if text:
+                texts.append(layout_element(text))
 
 
 class _BestEffortCache(jinja2.FileSystemBytecodeCache):
@@ -87,8 +135,7 @@ def make_environment(template_dirs: Sequence[Path] = ()) -> jinja2.Environment:
         bytecode_cache=_bytecode_cache(),
     )
     env.filters["codeblock"] = codeblock
-    env.filters["split_lines"] = lambda text: text.split("\n")
-    env.globals["SEP"] = SEP
+    env.filters["squash"] = squash
     return env
 
 
