@@ -6,11 +6,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lazygen import plan
 from lazygen.errors import UserError
 from lazygen.locate import default_aten_path
 from lazygen.options import DEFAULT_SHAPE_INFERENCE_HDR, Options
+
+if TYPE_CHECKING:
+    from lazygen.backend import BackendSpec
+    from lazygen.catalogue import Catalogue
 
 
 @dataclass(frozen=True)
@@ -54,12 +59,29 @@ def generate(options: Options) -> Result:
     """Check everything, then bring the output folder up to date (or, with
     dry_run, only check). Raises UserError for mistakes in the inputs."""
     from lazygen.catalogue_cache import load_catalogue
-    from lazygen.commit import Staged, commit, stage
-    from lazygen.engine import load_spec, render_outputs
+    from lazygen.engine import load_spec
 
     spec = load_spec(options)
     native, tags = catalogue_files(options)
     catalogue = load_catalogue(native, tags)
+    try:
+        return _render_and_commit(options, catalogue, spec, native, tags)
+    except UserError:
+        raise
+    except Exception as err:
+        # A mistake in a template override is the user's: say where it is.
+        from lazygen.render import template_error
+
+        diagnostic = template_error(err, options.template_dirs)
+        if diagnostic is None:
+            raise
+        raise diagnostic from None
+
+
+def _render_and_commit(options: Options, catalogue: Catalogue, spec: BackendSpec, native: Path, tags: Path) -> Result:
+    from lazygen.commit import Staged, commit, stage
+    from lazygen.engine import render_outputs
+
     rendered = render_outputs(options, catalogue, spec)
     inputs = (Path(options.source_yaml), native, tags) + rendered.inputs
     out_dir = Path(options.output_dir)
@@ -88,6 +110,8 @@ def generate(options: Options) -> Result:
             inputs=[os.fspath(p) for p in inputs],
         )
     except OSError as err:
+        if isinstance(err, LookupError):
+            raise  # jinja2.TemplateNotFound, which is an OSError too: a template's mistake
         where = err.filename if err.filename else out_dir
         raise UserError.at(os.fspath(where), None, None, f"cannot write the outputs: {err.strerror or err}") from None
     finally:

@@ -12,6 +12,10 @@ Guarantees:
   directory and renamed over the old one, so a reader (or a kill -9) never
   sees a partial file. There is no fsync: rename ordering is enough against
   a killed process, and speed matters more than power-loss durability here.
+* Staged contents: a run can `stage` each output before committing, into an
+  unnamed file in the directory (O_TMPFILE), so that it holds no large output
+  in memory; the commit gives a changed one its temporary name by linking it
+  and renames it as above. A run killed while staging leaves nothing.
 * Stale outputs: ``.lazygen-manifest`` lists the files lazygen wrote in the
   directory. Files named there but no longer produced are deleted; files
   lazygen never wrote are never touched.

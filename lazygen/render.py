@@ -15,7 +15,10 @@ from typing import Callable, Iterable, Sequence
 
 import jinja2
 
+from lazygen.errors import UserError
+
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+
 
 def layout_element(text: str) -> str:
     """One element of a block as torchgen lays it out: its lines, each
@@ -145,3 +148,31 @@ def template_files(template_dirs: Iterable[Path]) -> list[Path]:
     for d in template_dirs:
         files += sorted(p for p in Path(d).rglob("*") if p.is_file())
     return files
+
+
+def template_error(err: BaseException, template_dirs: Sequence[Path]) -> UserError | None:
+    """A diagnostic for a mistake in a template override (a syntax error, an
+    undefined name, a missing template, an exception raised while rendering
+    it), at its file and line; None if `err` did not come from one."""
+    if isinstance(err, jinja2.TemplateSyntaxError):
+        where = err.filename or err.name or "<template>"
+        return UserError.at(where, err.lineno, 1, f"template syntax error: {err.message}")
+    # Jinja rewrites a rendering error's traceback so that its frames name
+    # the template file and line; the innermost such frame is the culprit.
+    overrides = [Path(d).resolve() for d in template_dirs]
+    culprit = None
+    tb = err.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2") or any(Path(filename).resolve().is_relative_to(d) for d in overrides):
+            culprit = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    in_override = culprit is not None and any(Path(culprit[0]).resolve().is_relative_to(d) for d in overrides)
+    if isinstance(err, jinja2.TemplateNotFound):
+        where = culprit[0] if culprit else "<template>"
+        return UserError.at(where, culprit[1] if culprit else None, 1 if culprit else None, f"template not found: {err.name}")
+    if not in_override and not isinstance(err, jinja2.TemplateError):
+        return None  # a bug in lazygen or its stock templates: let it show its traceback
+    if culprit is None:
+        return UserError.at("<template>", None, None, f"template error: {err}")
+    return UserError.at(culprit[0], culprit[1], 1, f"template error: {type(err).__name__}: {err}")

@@ -387,3 +387,69 @@ def test_depfile_needs_a_target(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         commit(tmp_path / "out", {}, depfile=tmp_path / "gen.d")
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------
+# staged outputs
+
+
+@pytest.fixture(params=["unnamed file", "memory", "unnamed file, no /proc link"])
+def staging(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each way Staged can hold and commit its bytes."""
+    if request.param == "unnamed file" and not hasattr(os, "O_TMPFILE"):
+        pytest.skip("no O_TMPFILE on this system")
+    if request.param == "memory":
+        monkeypatch.delattr(commit_mod.os, "O_TMPFILE", raising=False)
+    if request.param == "unnamed file, no /proc link":
+        def no_link(*args: object, **kwargs: object) -> None:
+            raise OSError("no /proc here")
+
+        monkeypatch.setattr(commit_mod.os, "link", no_link)
+    return request.param
+
+
+def test_staged_outputs_commit_like_texts(tmp_path: Path, staging: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    texts = {"a.h": ["caf\u00e9", "\n" * 3], "big.cpp": [_big("x", 1), "tail\n", _big("y", 2)], "empty.h": []}
+    expected = {n: "".join(parts).encode("utf-8") for n, parts in texts.items()}
+    staged = {n: commit_mod.stage(out, iter(parts)) for n, parts in texts.items()}
+    assert sorted(os.listdir(out)) == [], "staging named a file"
+    result = commit(out, staged)
+    assert result.written == ("a.h", "big.cpp", "empty.h")
+    assert {n: (out / n).read_bytes() for n in texts} == expected
+    assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
+
+    for name in texts:
+        _age(out / name)
+    changed = dict(texts, **{"big.cpp": [_big("x", 1), "TAIL\n", _big("y", 2)]})
+    shorter = dict(changed, **{"a.h": ["caf\u00e9", "\n" * 2]})
+    result = commit(out, {n: commit_mod.stage(out, iter(parts)) for n, parts in shorter.items()})
+    assert result.written == ("a.h", "big.cpp") and result.unchanged == ("empty.h",)
+    assert (out / "empty.h").stat().st_mtime == OLD_TIME
+    assert (out / "big.cpp").read_bytes() == "".join(changed["big.cpp"]).encode("utf-8")
+    assert (out / "a.h").read_bytes() == "caf\u00e9\n\n".encode("utf-8")
+
+
+_STAGE_THEN_DIE = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from lazygen.commit import stage
+    out = Path(sys.argv[1])
+    staged = [stage(out, ["x" * 100000 for _ in range(20)]) for _ in range(3)]
+    os.kill(os.getpid(), 9)
+    """
+)
+
+
+def test_a_run_killed_while_staging_leaves_no_trace(tmp_path: Path) -> None:
+    if not hasattr(os, "O_TMPFILE"):
+        pytest.skip("without O_TMPFILE staged bytes are held in memory: nothing to leave behind either")
+    out = tmp_path / "out"
+    commit(out, {"a.h": "old\n"})
+    before = sorted(os.listdir(out))
+    proc = subprocess.run([sys.executable, "-c", _STAGE_THEN_DIE, str(out)], env=_env(), capture_output=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr
+    assert sorted(os.listdir(out)) == before
+    assert (out / "a.h").read_text() == "old\n"
