@@ -17,6 +17,7 @@ median is printed beside it. Peak RSS is the largest seen.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import statistics
@@ -115,7 +116,11 @@ def main() -> None:
         "ts": (TS_YAML, TS_FLAGS, "ts", "torch/csrc/lazy/core/shape_inference.h"),
         "every-op": (every_yaml, ["--shape-inference-hdr", str(every_header)], "default", str(every_header)),
     }
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    # Both tools run from compiled bytecode, as pip leaves an installed
+    # package; a source checkout may have none yet, or stale files (and
+    # PYTHONDONTWRITEBYTECODE would keep every run compiling them again).
+    compileall.compile_dir(str(REPO / "lazygen"), quiet=1)
+    env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     rows = []
     for name, (yaml, flags, ref_kind, ref_shape) in cases.items():
