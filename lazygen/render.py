@@ -71,22 +71,33 @@ class ElementRenderer:
     def __init__(self, env: jinja2.Environment, common: dict, stop: Callable[[], bool]) -> None:
         self.node_template = env.get_template("ir_node.j2")
         self.kernel_template = env.get_template("native_function.j2")
-        self.common = common
+        # Each template's globals merged with the run's variables once, not
+        # once per element (Template.render would; a large backend renders
+        # thousands of elements).
+        self.node_vars = {**self.node_template.globals, **common}
+        self.kernel_vars = {**self.kernel_template.globals, **common}
         self.stop = stop
 
     def node(self, texts: list[str], node: object) -> None:
         """Append the class of one IrNode to `texts`."""
         if not self.stop():
-            text = self.node_template.render(self.common, node=node)
-            if text:
-                texts.append(layout_element(text))
+            _render_into(texts, self.node_template, {**self.node_vars, "node": node})
 
     def kernel(self, texts: list[str], k: object) -> None:
         """Append one Kernel's definition to `texts`."""
         if not self.stop():
-            text = self.kernel_template.render(self.common, k=k)
-            if text:
-                texts.append(layout_element(text))
+            _render_into(texts, self.kernel_template, {**self.kernel_vars, "k": k})
+
+
+def _render_into(texts: list[str], template: jinja2.Template, variables: dict) -> None:
+    # What Template.render does, with variables that already hold the
+    # template's globals (shared=True: used as they are).
+    try:
+        text = "".join(template.root_render_func(template.new_context(variables, shared=True)))
+    except Exception:
+        template.environment.handle_exception()  # re-raises, naming the template's file and line
+    if text:
+        texts.append(layout_element(text))
 
 
 class _BestEffortCache(jinja2.FileSystemBytecodeCache):
