@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from lazygen.catalogue import NativeFunction
 from lazygen.errors import Unsupported
-from lazygen.schema import Argument, BaseType, FunctionSchema, ListType, OptionalType, Return, Type
+from lazygen.schema import Argument, Arguments, BaseType, FunctionSchema, ListType, OptionalType, Return, Type
 
 _BASE_CPP = {
     "int": "int64_t",
@@ -51,7 +51,13 @@ class Flavor(NamedTuple):
 
     @staticmethod
     def of(f: NativeFunction, *, symint: bool = True) -> Flavor:
-        return Flavor(symint, f.use_const_ref_for_mutable_tensors, f.part_of_structured_group)
+        return _flavor(symint, f.use_const_ref_for_mutable_tensors, f.part_of_structured_group)
+
+
+@lru_cache(maxsize=None)
+def _flavor(symint: bool, const_ref_for_mutable_tensors: bool, ilistref_for_tensor_lists: bool) -> Flavor:
+    # One object per combination: Flavor.of is called for every spelling.
+    return Flavor(symint, const_ref_for_mutable_tensors, ilistref_for_tensor_lists)
 
 
 def _value_type(t: Type, symint: bool) -> str | None:
@@ -134,6 +140,7 @@ def _return_type(t: Type, *, mutable: bool, flavor: Flavor) -> str:
     raise UnsupportedType(f"return type '{t}' has no C++ spelling")
 
 
+@lru_cache(maxsize=None)  # a few dozen distinct return lists serve thousands of schemas
 def returns_type(returns: tuple[Return, ...], flavor: Flavor) -> str:
     if not returns:
         return "void"
@@ -158,20 +165,52 @@ def kernel_name(func: FunctionSchema) -> str:
     return func.name.name + ("_out" if func.is_out_fn() else "")
 
 
-# Bindings by schema object and flavor. One function's signature is spelled
-# many times a run (declaration, wrapper, kernel, fallback); the entry keeps
-# its schema alive, so an id is never reused while it is in the table.
-_BINDINGS: dict[tuple[int, Flavor], tuple[FunctionSchema, list[Binding]]] = {}
+# Bindings, and their parameter list text, by argument list and flavor. One
+# function's signature is spelled many times a run (declaration, wrapper,
+# kernel, fallback), and the variants of an operator often share one parsed
+# argument list (see Arguments.parse). An entry keeps its Arguments alive, so
+# an id is never reused while it is in the table.
+_BINDINGS: dict[tuple[int, Flavor], tuple[Arguments, list[Binding]]] = {}
+_PARAMS: dict[tuple[int, Flavor], tuple[Arguments, str]] = {}
 
 
 def _bindings(func: FunctionSchema, flavor: Flavor) -> list[Binding]:
-    key = (id(func), flavor)
+    args = func.arguments
+    key = (id(args), flavor)
     hit = _BINDINGS.get(key)
-    if hit is not None and hit[0] is func:
+    if hit is not None and hit[0] is args:
         return hit[1]
-    bindings = [Binding(a.name, argument_type(a.type, mutable=a.is_write, flavor=flavor), a.name) for a in func.arguments.flat_all]
-    _BINDINGS[key] = (func, bindings)
+    bindings = [_binding(a, flavor) for a in args.flat_all]
+    _BINDINGS[key] = (args, bindings)
     return bindings
+
+
+# One Binding per argument and flavor: the parsed arguments are shared by many
+# argument lists (see Argument.parse). Keyed by id, like _BINDINGS, as hashing
+# a schema Argument by value walks its fields in Python.
+_ARGUMENT_BINDINGS: dict[tuple[int, Flavor], tuple[Argument, Binding]] = {}
+
+
+def _binding(a: Argument, flavor: Flavor) -> Binding:
+    key = (id(a), flavor)
+    hit = _ARGUMENT_BINDINGS.get(key)
+    if hit is not None and hit[0] is a:
+        return hit[1]
+    binding = Binding(a.name, argument_type(a.type, mutable=a.is_write, flavor=flavor), a.name)
+    _ARGUMENT_BINDINGS[key] = (a, binding)
+    return binding
+
+
+def _params(func: FunctionSchema, flavor: Flavor) -> str:
+    """The parameter list of a declaration, `const at::Tensor & self, ...`."""
+    args = func.arguments
+    key = (id(args), flavor)
+    hit = _PARAMS.get(key)
+    if hit is not None and hit[0] is args:
+        return hit[1]
+    params = ", ".join(b.defn() for b in _bindings(func, flavor))
+    _PARAMS[key] = (args, params)
+    return params
 
 
 @dataclass(frozen=True)
@@ -192,8 +231,7 @@ class Signature:
         return returns_type(self.func.returns, self.flavor)
 
     def decl(self, name: str | None = None) -> str:
-        args = ", ".join(b.defn() for b in self.arguments())
-        return f"{self.returns_type()} {name or self.name()}({args})"
+        return f"{self.returns_type()} {name or self.name()}({_params(self.func, self.flavor)})"
 
 
 def argument_schema(func: FunctionSchema, name: str) -> Argument:

@@ -5,7 +5,8 @@ reference types become owning types, and each argument is sorted into
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import NamedTuple
 
 from lazygen.errors import Unsupported
@@ -69,13 +70,21 @@ class LType(NamedTuple):
 
     @property
     def cpp(self) -> str:
-        if self.kind == "base":
-            return self.base
-        inner = self.elem.cpp if self.elem else ""
-        return {"optional": "::std::optional<{}>", "vector": "::std::vector<{}>", "list": "c10::List<{}>"}[self.kind].format(inner)
+        return self.base if self.kind == "base" else _wrapped_cpp(self)
 
     def __str__(self) -> str:
         return self.cpp
+
+
+_LTYPE_TEMPLATES = {"optional": "::std::optional<{}>", "vector": "::std::vector<{}>", "list": "c10::List<{}>"}
+
+
+# Memoised: the views spell the same few wrapped types thousands of times, and
+# an LType, a tuple of strings, hashes quickly.
+@lru_cache(maxsize=None)
+def _wrapped_cpp(t: LType) -> str:
+    inner = t.elem.cpp if t.elem else ""
+    return _LTYPE_TEMPLATES[t.kind].format(inner)
 
 
 def _base(name: str) -> LType:
@@ -171,6 +180,9 @@ class LazyArgument(NamedTuple):
         return isinstance(self.type, ListType) and self.type.elem == BaseType("SymInt")
 
 
+# Memoised: a run meets a few hundred distinct arguments among thousands, and
+# the result is immutable.
+@lru_cache(maxsize=None)
 def lazy_argument(name: str, t: Type, value_class: str, properties: Properties, symint: bool) -> LazyArgument:
     lt = ir_type(t, value_class, properties, symint)
     return LazyArgument(
@@ -186,7 +198,8 @@ def lazy_argument(name: str, t: Type, value_class: str, properties: Properties, 
     )
 
 
-class LazyIrSchema(NamedTuple):
+@dataclass(frozen=True)
+class LazyIrSchema:
     func: FunctionSchema
     properties: Properties
     symint: bool
@@ -194,8 +207,16 @@ class LazyIrSchema(NamedTuple):
     keyword_args: tuple[LazyArgument, ...]
     value_class: str
     opkind: str | None = None
+    # filtered_args results by their flags: rendering one node asks for the
+    # same few lists dozens of times. (A dataclass, not a NamedTuple, to hold
+    # this and node_name's cache.)
+    _filtered: dict[tuple[bool, ...], tuple[LazyArgument, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
-    @property
+    # Computed once per schema (cached_property stores in the instance
+    # __dict__, which a frozen dataclass allows).
+    @cached_property
     def node_name(self) -> str:
         words = f"{self.func.name.name}_{self.func.name.overload}".lower().split("_")
         return "".join(w.capitalize() for w in words)
@@ -216,6 +237,18 @@ class LazyIrSchema(NamedTuple):
         scalars: bool = True,
         generator: bool = True,
     ) -> list[LazyArgument]:
+        return list(self._filtered_args(positional, keyword, values, scalars, generator))  # the caller's own list
+
+    def _filtered_args(
+        self, positional: bool, keyword: bool, values: bool, scalars: bool, generator: bool
+    ) -> tuple[LazyArgument, ...]:
+        key = (positional, keyword, values, scalars, generator)
+        args = self._filtered.get(key)
+        if args is None:
+            args = self._filtered[key] = tuple(self._filter(*key))
+        return args
+
+    def _filter(self, positional: bool, keyword: bool, values: bool, scalars: bool, generator: bool) -> list[LazyArgument]:
         args = list(self.positional_args if positional else ()) + list(self.keyword_args if keyword else ())
         if values and scalars and generator:
             return args
@@ -227,29 +260,30 @@ class LazyIrSchema(NamedTuple):
             return [a for a in args if not a.is_lazy_value and (generator or not a.is_generator)]
         return []
 
+    # The lists the views read; the flags are filtered_args's, in order.
     @property
     def value_args(self) -> list[LazyArgument]:
-        return self.filtered_args(values=True, scalars=False)
+        return list(self._filtered_args(True, True, True, False, True))
 
     @property
     def scalar_args(self) -> list[LazyArgument]:
-        return self.filtered_args(values=False, scalars=True)
+        return list(self._filtered_args(True, True, False, True, True))
 
     @property
     def positional_values(self) -> list[LazyArgument]:
-        return self.filtered_args(keyword=False, scalars=False)
+        return list(self._filtered_args(True, False, True, False, True))
 
     @property
     def positional_scalars(self) -> list[LazyArgument]:
-        return self.filtered_args(keyword=False, values=False)
+        return list(self._filtered_args(True, False, False, True, True))
 
     @property
     def keyword_values(self) -> list[LazyArgument]:
-        return self.filtered_args(positional=False, scalars=False)
+        return list(self._filtered_args(False, True, True, False, True))
 
     @property
     def keyword_scalars(self) -> list[LazyArgument]:
-        return self.filtered_args(positional=False, values=False)
+        return list(self._filtered_args(False, True, False, True, True))
 
 
 def lazy_ir_schema(
@@ -262,13 +296,9 @@ def lazy_ir_schema(
 ) -> LazyIrSchema:
     """Raises UnsupportedLazyType for schemas lazy IR cannot represent."""
     args = func.arguments
-
-    def lazy(a) -> LazyArgument:
-        return lazy_argument(a.name, a.type, value_class, properties, symint)
-
-    positional = tuple(lazy(a) for a in args.flat_positional)
+    positional = tuple([lazy_argument(a.name, a.type, value_class, properties, symint) for a in args.flat_positional])
     keyword_raw = args.flat_kwarg_only + args.out
     if sum(1 for a in keyword_raw if _is_generator(a.type)) > 1:
         raise UnsupportedLazyType("lazy IR supports at most one keyword Generator argument")
-    keyword = tuple(lazy(a) for a in keyword_raw)
+    keyword = tuple([lazy_argument(a.name, a.type, value_class, properties, symint) for a in keyword_raw])
     return LazyIrSchema(func, properties, symint, positional, keyword, value_class, opkind)

@@ -9,7 +9,7 @@ rejected rather than half-understood.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from enum import Enum
 from typing import Iterator, Union
@@ -253,10 +253,12 @@ class Return:
 
 
 _TENSOR_OPTIONS = (("dtype", "ScalarType"), ("layout", "Layout"), ("device", "Device"), ("pin_memory", "bool"))
+# The types each tensor option may have, built once rather than per check.
+_TENSOR_OPTION_TYPES = {base: (BaseType(base), OptionalType(BaseType(base))) for _, base in _TENSOR_OPTIONS}
 
 
 def _is_tensor_option(arg: Argument, name: str, base: str) -> bool:
-    return arg.name == name and arg.type in (BaseType(base), OptionalType(BaseType(base)))
+    return arg.name == name and arg.type in _TENSOR_OPTION_TYPES[base]
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +299,10 @@ class Arguments:
         return any(is_tensor_like(a.type) for a in self.flat_non_out)
 
     @staticmethod
+    @lru_cache(maxsize=None)
     def parse(text: str) -> Arguments:
+        # Memoised: the variants of an operator often share an argument list,
+        # and the result is immutable, so one object can serve them all.
         positional: list[Argument] = []
         kwarg_only: list[Argument] = []
         out: list[Argument] = []
@@ -389,9 +394,16 @@ class OperatorName:
     functional_overload: bool = False
     overload: str = ""
     namespace: str | None = None
+    # `name`, computed once: a run reads it tens of thousands of times.
+    _name: str = field(default="", init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_name", self._spelled_name())
 
     @staticmethod
+    @lru_cache(maxsize=None)
     def parse(text: str) -> OperatorName:
+        # Memoised: a backend's yaml names the same operators the schemas do.
         name, _, overload = text.partition(".")
         if not name:
             raise SchemaError(f"operator name '{text}' is empty")
@@ -430,6 +442,9 @@ class OperatorName:
     @property
     def name(self) -> str:
         """The name without overload: `add_`, `__iand__`, `foo_functional`."""
+        return self._name
+
+    def _spelled_name(self) -> str:
         prefix = f"{self.namespace}::" if self.namespace else ""
         if self.dunder:
             return f"{prefix}__{'i' if self.inplace else ''}{self.base}__"
@@ -456,8 +471,16 @@ class FunctionSchema:
     name: OperatorName
     arguments: Arguments
     returns: tuple[Return, ...]
+    # The text the schema prints as, once known: set by the first str(), or
+    # by parse_schema from the text it parsed (which prints back the same).
+    _text: str | None = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     def __str__(self) -> str:
+        if self._text is None:
+            object.__setattr__(self, "_text", self._spelled())
+        return self._text
+
+    def _spelled(self) -> str:
         if len(self.returns) == 1:
             rets = str(self.returns[0])
         else:
@@ -532,6 +555,7 @@ class FunctionSchema:
         return replace(self, name=name)
 
 
+@lru_cache(maxsize=None)  # a few dozen distinct return lists serve thousands of schemas
 def parse_returns(text: str) -> tuple[Return, ...]:
     if text == "()":
         return ()
@@ -549,6 +573,8 @@ def parse_schema(text: str, *, validate: bool = True) -> FunctionSchema:
         raise SchemaError(f"'{text}' is not a schema of the form name(args) -> returns")
     schema = FunctionSchema(OperatorName.parse(m.group(1)), Arguments.parse(m.group(2)), parse_returns(m.group(3)))
     if not validate:
+        # The text passed the checks before, so it is what the schema prints as.
+        object.__setattr__(schema, "_text", text)
         return schema
     if str(schema) != text:
         raise SchemaError(f"schema does not read back the same: '{schema}'")
