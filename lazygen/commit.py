@@ -131,7 +131,7 @@ class Staged:
     O_TMPFILE, which a killed process leaves no trace of), or, where the
     system or filesystem has none, in memory."""
 
-    _CHUNK = 1 << 16
+    CHUNK = 1 << 16  # bytes per write
 
     def __init__(self, directory: Path) -> None:
         self._file = None
@@ -145,8 +145,8 @@ class Staged:
 
     def write(self, text: str) -> None:
         # Encoded in slices, so a multi-megabyte text is never also held as bytes.
-        for start in range(0, len(text), self._CHUNK):
-            data = text[start:start + self._CHUNK].encode("utf-8")
+        for start in range(0, len(text), self.CHUNK):
+            data = text[start:start + self.CHUNK].encode("utf-8")
             self.size += len(data)
             if self._file is not None:
                 self._file.write(data)
@@ -159,7 +159,7 @@ class Staged:
             return
         self._file.flush()
         self._file.seek(0)
-        while data := self._file.read(self._CHUNK):
+        while data := self._file.read(self.CHUNK):
             yield data
 
     def same_as(self, path: Path) -> bool:
@@ -197,9 +197,17 @@ def stage(output_dir: Path, texts: Iterable[str]) -> Staged:
     """Write the pieces of one output's text to a Staged file for `commit`.
     The directory must exist."""
     staged = Staged(output_dir)
+    # Pieces are small and many (one per template chunk): write them in batches.
+    batch: list[str] = []
+    size = 0
     try:
         for text in texts:
-            staged.write(text)
+            batch.append(text)
+            size += len(text)
+            if size >= Staged.CHUNK:
+                staged.write("".join(batch))
+                batch, size = [], 0
+        staged.write("".join(batch))
     except BaseException:
         staged.close()
         raise
