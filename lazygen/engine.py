@@ -1,15 +1,17 @@
 """The generator: inputs -> checked model -> rendered contents.
 
-`render_outputs` does all the work that can fail on user input and returns
-the text of every output without writing anything; lazygen.api commits it.
+`render_outputs` does all the work that can fail on user input, rendering
+each IR node and kernel as it checks it, and returns for every output a
+function that renders its text in pieces; lazygen.api stages and commits
+them one at a time. Nothing is written here.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
 
 from lazygen import plan
@@ -17,8 +19,8 @@ from lazygen.backend import BackendSpec, CheckedBackend, check_backend, supports
 from lazygen.catalogue import Catalogue, NativeFunction
 from lazygen.cpp import Flavor, Signature
 from lazygen.errors import Diagnostic, Unsupported, UserError
-from lazygen.ir_view import IrNode, Names, ir_node
-from lazygen.kernel_view import Kernel, KernelContext, kernel, shape_declaration, uses_meta_shapes
+from lazygen.ir_view import Names, ir_node
+from lazygen.kernel_view import KernelContext, kernel, shape_declaration, uses_meta_shapes
 from lazygen.lazy import NON_NATIVE_PROPERTIES, lazy_ir_schema
 from lazygen.locate import torch_include_dir
 from lazygen.options import Options

@@ -49,7 +49,7 @@ def _folders(paths: Iterable[str]) -> list[str]:
     when a file is added or removed."""
     out = []
     for p in paths:
-        for root, dirs, _ in os.walk(p):
+        for root, _dirs, _files in os.walk(p):
             out.append(root)
     return out
 

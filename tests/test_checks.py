@@ -4,7 +4,6 @@ on what passes and what fails."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -187,7 +187,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[bytes, int] | int]:
     """Every file's bytes and mtime_ns, and every folder's mtime_ns (so a
     temporary file created and removed again is noticed)."""
     snap: dict[str, tuple[bytes, int] | int] = {}
-    for root, dirs, files in os.walk(folder):
+    for root, _dirs, files in os.walk(folder):
         snap[os.path.relpath(root, folder) + "/"] = os.stat(root).st_mtime_ns
         for name in files:
             p = Path(root, name)

@@ -3,7 +3,6 @@ the same inputs and options must give byte-identical files."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
-import os
 import re
 from pathlib import Path
 from typing import Any, Iterator
