@@ -6,7 +6,7 @@ even argparse.
 Each successful CLI run records, in the cache folder under a name derived
 from the command line, the command line itself (with the interpreter,
 lazygen's version and the working directory) and the size, mtime and inode
-of every input and output. This module imports only the standard library's
+of every input and output, and of lazygen's own source files. This module imports only the standard library's
 lightest parts."""
 
 from __future__ import annotations
@@ -54,6 +54,22 @@ def _folders(paths: Iterable[str]) -> list[str]:
     return out
 
 
+# lazygen's own modules and stock templates: a record left by other code
+# (an edited checkout, a reinstall of the same version) does not count.
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _own_files() -> list[str]:
+    """The package's source files and folders (a folder's mtime changes when
+    a file is added or removed); compiled bytecode is left out."""
+    out = []
+    for root, dirs, files in os.walk(PACKAGE_DIR):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        out.append(root)
+        out += [os.path.join(root, f) for f in sorted(files) if not f.endswith((".pyc", ".pyo"))]
+    return out
+
+
 # An input whose mtime is not clearly before the run started may have changed
 # after it was read ("racily clean", as git calls it); the margin covers the
 # kernel's coarse file-time clock (a few milliseconds).
@@ -66,7 +82,7 @@ def record(argv: Sequence[str], inputs: Iterable[str], outputs: dict[str, list[i
     under its lock; inputs are stat-ed now, and a run whose inputs changed
     around its start is not recorded (the next run then does the work)."""
     key = _key(argv)
-    read = [[p, _stat(p)] for p in list(inputs) + _folders(folders)]
+    read = [[p, _stat(p)] for p in list(inputs) + _folders(folders) + _own_files()]
     if any(stat is None or stat[1] >= started_ns - RACY_NS for _, stat in read):
         return
     written = [[p, list(stat) if stat else None] for p, stat in outputs.items()]

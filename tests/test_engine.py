@@ -895,6 +895,42 @@ def test_fast_path_regenerates_when_a_template_file_is_added(world: World, tmp_p
     assert "tpl/nested/extra.j2" in deps
 
 
+def test_fast_path_record_is_void_once_lazygen_itself_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkout edited, or the same version reinstalled: the recorded
+    no-op state names lazygen's own files, so it no longer holds."""
+    from lazygen import fastpath
+
+    package = tmp_path / "package"
+    (package / "templates").mkdir(parents=True)
+    (package / "engine.py").write_text("# engine\n", encoding="utf-8")
+    (package / "templates" / "ir_node.j2").write_text("node\n", encoding="utf-8")
+    (package / "__pycache__").mkdir()
+    old = time.time_ns() - 60_000_000_000
+    for p in [package, package / "templates", package / "__pycache__", *package.rglob("*")]:
+        os.utime(p, ns=(old, old))
+    monkeypatch.setattr(fastpath, "PACKAGE_DIR", str(package))
+    monkeypatch.setenv("LAZYGEN_CACHE_DIR", str(tmp_path / "cache"))
+    yaml = tmp_path / "b.yaml"
+    yaml.write_text("backend: Lazy\n", encoding="utf-8")
+    os.utime(yaml, ns=(old, old))
+    argv = ["-s", str(yaml), "-o", "out"]
+
+    def recorded() -> bool:
+        fastpath.record(argv, [str(yaml)], {}, time.time_ns())
+        return fastpath.is_up_to_date(argv)
+
+    assert recorded()
+    (package / "__pycache__" / "engine.cpython-311.pyc").write_bytes(b"compiled")  # bytecode does not count
+    assert fastpath.is_up_to_date(argv)
+    (package / "templates" / "ir_node.j2").write_text("node, edited\n", encoding="utf-8")
+    assert not fastpath.is_up_to_date(argv)
+    os.utime(package / "templates" / "ir_node.j2", ns=(old, old))
+    os.utime(package / "templates", ns=(old, old))
+    assert recorded()
+    (package / "new_module.py").write_text("", encoding="utf-8")
+    assert not fastpath.is_up_to_date(argv)
+
+
 def test_input_saved_during_a_run_is_not_mistaken_for_up_to_date(world: World, tmp_path: Path) -> None:
     """The yaml is saved (without the autograd section) after the run read it
     but before it recorded its no-op state: the next run must see the edit."""
