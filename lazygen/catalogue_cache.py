@@ -160,11 +160,11 @@ def load_catalogue(native_path: Path, tags_path: Path, *, use_cache: bool = True
         catalogue = build_catalogue(_parse_entries(native_path, native_bytes), tags)
     except CatalogueError as err:
         raise UserError.at(str(native_path), err.line, 1 if err.line else None, f"unexpected operator catalogue: {err}") from None
+    # Let the parsed schemas of all 3,101 functions go before pickling (whose
+    # memo is the cold run's peak): the run parses again the few it uses.
+    catalogue.forget_parsed()
     if use_cache:
         _store(entry, key, catalogue)
-    # Let the parsed schemas of all 3,101 functions go: the run parses again
-    # the few it uses, and its peak memory stays lower.
-    catalogue.forget_parsed()
     return catalogue
 
 
