@@ -211,6 +211,12 @@ def check_shape_inference(options: Options, shape_decls: list[tuple[str, str]], 
     path = shape_header_file(options)
     try:
         lines = set(path.read_text(encoding="utf-8").split("\n"))
+    except FileNotFoundError as err:
+        if options.write_missing_shapes is None:
+            raise UserError.at(str(path), None, None, f"cannot read the shape inference header: {err.strerror}",
+                               "pass it with --shape-inference-file, write it with --write-missing-shapes FILE, "
+                               "or skip the check with --no-shape-inference-check") from None
+        lines = set()  # a new backend's first run: every declaration is missing, and gets written
     except (OSError, UnicodeDecodeError) as err:
         raise UserError.at(str(path), None, None, f"cannot read the shape inference header: {getattr(err, 'strerror', None) or err}",
                            "pass it with --shape-inference-file, or skip the check with --no-shape-inference-check") from None

@@ -74,6 +74,26 @@ def test_write_missing_shapes_gives_a_header_that_passes_the_check(ref, tmp_path
     assert "#include <backend/shapes.h>" in (tmp_path / "include" / "out" / "LazyNativeFunctions.cpp").read_text()
 
 
+def test_write_missing_shapes_bootstraps_a_header_that_does_not_exist_yet(ref, tmp_path):
+    """A new backend's first run: its shape header does not exist; every
+    declaration is missing, and all of them are written."""
+    yaml = _yaml(tmp_path, DECLARED + UNDECLARED)
+    header = tmp_path / "include" / "backend" / "shapes.h"
+    args = ["-s", str(yaml), "-o", "out", "--shape-inference-hdr", "backend/shapes.h"]
+    proc = _lazygen(*args, cwd=tmp_path)
+    assert proc.returncode == 1 and "cannot read the shape inference header" in proc.stderr, proc.stderr
+    assert "--write-missing-shapes" in proc.stderr
+    proc = _lazygen(*args, "--shape-inference-file", str(header), "--write-missing-shapes", str(header), cwd=tmp_path)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if ": error: no shape function for" in line]
+    assert len(errors) == len(DECLARED + UNDECLARED), proc.stderr
+    skeletons = (tmp_path / "include" / "backend" / "shapes.h.cpp").read_text()
+    assert all(f"compute_shape_{op}(" in skeletons for op in DECLARED + UNDECLARED)
+    ref.generate(yaml, tmp_path / "ref", shape_inference_hdr="backend/shapes.h", shape_inference_file=str(header))
+    proc = _lazygen(*args, cwd=tmp_path / "include")
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_relative_shape_header_resolves_in_cwd_then_torch_include(tmp_path):
     require(torch_include_dirs(), "torch headers are not installed")
     yaml = _yaml(tmp_path, DECLARED)
