@@ -161,6 +161,11 @@ def template_files(template_dirs: Iterable[Path]) -> list[Path]:
     return files
 
 
+def _inside(path: str, folders: Sequence[Path]) -> bool:
+    resolved = Path(path).resolve()
+    return any(resolved.is_relative_to(folder) for folder in folders)
+
+
 def template_error(err: BaseException, template_dirs: Sequence[Path]) -> UserError | None:
     """A diagnostic for a mistake in a template override (a syntax error, an
     undefined name, a missing template, an exception raised while rendering
@@ -168,22 +173,23 @@ def template_error(err: BaseException, template_dirs: Sequence[Path]) -> UserErr
     if isinstance(err, jinja2.TemplateSyntaxError):
         where = err.filename or err.name or "<template>"
         return UserError.at(where, err.lineno, 1, f"template syntax error: {err.message}")
+    overrides = [Path(d).resolve() for d in template_dirs]
     # Jinja rewrites a rendering error's traceback so that its frames name
     # the template file and line; the innermost such frame is the culprit.
-    overrides = [Path(d).resolve() for d in template_dirs]
-    culprit = None
+    frames = []
     tb = err.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if filename.endswith(".j2") or any(Path(filename).resolve().is_relative_to(d) for d in overrides):
-            culprit = (filename, tb.tb_lineno)
+        if _inside(filename, [TEMPLATE_DIR.resolve(), *overrides]):
+            frames.append((filename, tb.tb_lineno))
         tb = tb.tb_next
-    in_override = culprit is not None and any(Path(culprit[0]).resolve().is_relative_to(d) for d in overrides)
-    if isinstance(err, jinja2.TemplateNotFound):
-        where = culprit[0] if culprit else "<template>"
-        return UserError.at(where, culprit[1] if culprit else None, 1 if culprit else None, f"template not found: {err.name}")
-    if not in_override and not isinstance(err, jinja2.TemplateError):
+    if not isinstance(err, jinja2.TemplateError) and not (frames and _inside(frames[-1][0], overrides)):
         return None  # a bug in lazygen or its stock templates: let it show its traceback
-    if culprit is None:
-        return UserError.at("<template>", None, None, f"template error: {err}")
-    return UserError.at(culprit[0], culprit[1], 1, f"template error: {type(err).__name__}: {err}")
+    if isinstance(err, jinja2.TemplateNotFound):
+        message = f"template not found: {err.name}"
+    else:
+        message = f"template error: {type(err).__name__}: {err}"
+    if not frames:
+        return UserError.at("<template>", None, None, message)
+    path, line = frames[-1]
+    return UserError.at(path, line, 1, message)
