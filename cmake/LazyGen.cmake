@@ -201,7 +201,9 @@ function(lazygen_generate)
     BYPRODUCTS ${_headers} ${_sources}
     COMMAND ${_lazygen} ${_args} --depfile "${_depfile}" --depfile-target "${_stamp}"
     COMMAND "${CMAKE_COMMAND}" -E touch "${_stamp}"
-    DEPENDS "${arg_SOURCE_YAML}"
+    # This module's own file too: installing or upgrading lazygen rewrites
+    # it, so a new lazygen regenerates (files whose bytes stay are left alone).
+    DEPENDS "${arg_SOURCE_YAML}" "${CMAKE_CURRENT_FUNCTION_LIST_FILE}"
     DEPFILE "${_depfile}"
     WORKING_DIRECTORY "${CMAKE_CURRENT_BINARY_DIR}"
     COMMENT "lazygen: generating lazy tensor sources from ${_yaml_shown}"
