@@ -486,28 +486,35 @@ add_dependencies(everything ${{owner}})
     assert run([ninja, "-n"], cwd=bdir).stdout.strip() == "ninja: no work to do."
 
 
-@pytest.mark.parametrize("gen_key", list(GENERATORS))
-def test_depfile_input_change_reruns_generator(any_cmake, tmp_path, gen_key):
-    """A file lazygen read (here tags.yaml) re-runs it through the depfile; then all is quiet."""
+def _generated_once(cmake: str, tmp_path: Path, gen_key: str, include: str, generate_args: str) -> tuple[str, Path]:
+    """A project whose ALL target generates the TS backend; built twice (the
+    generator runs once). Returns the build tool and the build folder."""
     _lazygen_or_skip()
     generator = GENERATORS[gen_key]
     tool = _tool_or_skip("ninja" if generator == "Ninja" else "make")
-    aten = tmp_path / "aten"
-    shutil.copytree(_aten_or_skip(), aten)  # small: native/*.yaml and torchgen's templates
-    body = INCLUDE + f"""
-lazygen_generate(SOURCE_YAML "{TS_YAML}" ATEN_PATH "{aten}" OUTPUT_DIR gen OUT_TARGET owner)
+    body = include + f"""
+lazygen_generate(SOURCE_YAML "{TS_YAML}" {generate_args} OUTPUT_DIR gen OUT_TARGET owner)
 add_custom_target(everything ALL)
 add_dependencies(everything ${{owner}})
 """
-    configure(any_cmake, tmp_path, body, "-G", generator, f"-DCMAKE_MAKE_PROGRAM={tool}")
+    configure(cmake, tmp_path, body, "-G", generator, f"-DCMAKE_MAKE_PROGRAM={tool}")
     bdir = tmp_path / "build"
     assert ran_generator(run([tool], cwd=bdir).stdout) == 1
     assert ran_generator(run([tool], cwd=bdir).stdout) == 0
+    return tool, bdir
+
+
+@pytest.mark.parametrize("gen_key", list(GENERATORS))
+def test_depfile_input_change_reruns_generator(any_cmake, tmp_path, gen_key):
+    """A file lazygen read (here tags.yaml) re-runs it through the depfile; then all is quiet."""
+    aten = tmp_path / "aten"
+    shutil.copytree(_aten_or_skip(), aten)  # small: native/*.yaml and torchgen's templates
+    tool, bdir = _generated_once(any_cmake, tmp_path, gen_key, INCLUDE, f'ATEN_PATH "{aten}"')
     with (aten / "native" / "tags.yaml").open("a") as f:
         f.write("# touched\n")
     assert ran_generator(run([tool], cwd=bdir).stdout) == 1
     assert ran_generator(run([tool], cwd=bdir).stdout) == 0
-    if generator == "Ninja":
+    if GENERATORS[gen_key] == "Ninja":
         assert run([tool, "-n"], cwd=bdir).stdout.strip() == "ninja: no work to do."
 
 
@@ -515,21 +522,10 @@ add_dependencies(everything ${{owner}})
 def test_new_lazygen_reruns_generator_and_recompiles_nothing(any_cmake, tmp_path, gen_key):
     """Installing lazygen again (pip rewrites its files, here the CMake
     module) re-runs the generator once; unchanged outputs keep their mtimes."""
-    _lazygen_or_skip()
-    generator = GENERATORS[gen_key]
-    tool = _tool_or_skip("ninja" if generator == "Ninja" else "make")
     module_dir = tmp_path / "lazygen-cmake"
     shutil.copytree(CMAKE_DIR, module_dir)
-    body = f"""list(APPEND CMAKE_MODULE_PATH "{module_dir}")
-include(LazyGen)
-lazygen_generate(SOURCE_YAML "{TS_YAML}" OUTPUT_DIR gen OUT_TARGET owner)
-add_custom_target(everything ALL)
-add_dependencies(everything ${{owner}})
-"""
-    configure(any_cmake, tmp_path, body, "-G", generator, f"-DCMAKE_MAKE_PROGRAM={tool}")
-    bdir = tmp_path / "build"
-    assert ran_generator(run([tool], cwd=bdir).stdout) == 1
-    assert ran_generator(run([tool], cwd=bdir).stdout) == 0
+    include = f'list(APPEND CMAKE_MODULE_PATH "{module_dir}")\ninclude(LazyGen)\n'
+    tool, bdir = _generated_once(any_cmake, tmp_path, gen_key, include, "")
     outputs = {p: p.stat().st_mtime_ns for p in (bdir / "gen").iterdir() if not p.name.startswith(".")}
     assert len(outputs) == 6
     time.sleep(0.05)  # strictly newer than the stamp the last build touched
