@@ -1,4 +1,5 @@
-"""Jinja2 rendering: the environment, its filters, and one call per output.
+"""Jinja2 rendering: the environment, its filters, the renderer of IR nodes
+and kernels, and the diagnostics for mistakes in template overrides.
 
 Templates live in lazygen/templates and are reachable both by their plain
 name and as "lazygen/<name>"; folders given with --template-dir come first
