@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Callable, NamedTuple, TypeVar
 
 from lazygen.catalogue import NativeFunction
 from lazygen.errors import Unsupported
@@ -165,52 +165,42 @@ def kernel_name(func: FunctionSchema) -> str:
     return func.name.name + ("_out" if func.is_out_fn() else "")
 
 
-# Bindings, and their parameter list text, by argument list and flavor. One
-# function's signature is spelled many times a run (declaration, wrapper,
-# kernel, fallback), and the variants of an operator often share one parsed
-# argument list (see Arguments.parse). An entry keeps its Arguments alive, so
-# an id is never reused while it is in the table.
-_BINDINGS: dict[tuple[int, Flavor], tuple[Arguments, list[Binding]]] = {}
-_PARAMS: dict[tuple[int, Flavor], tuple[Arguments, str]] = {}
+T = TypeVar("T")
+
+# Memo tables keyed by the identity of a parsed schema piece and a flavor.
+# One function's signature is spelled many times a run (declaration, wrapper,
+# kernel, fallback), and operators share parsed argument lists and arguments
+# (see Arguments.parse and Argument.parse). Identity, because hashing a schema
+# piece by value walks its fields in Python; an entry keeps its piece alive,
+# so an id is never reused while it is in the table.
+_BINDINGS: dict[tuple[int, Flavor], tuple[Arguments, list[Binding]]] = {}  # by argument list
+_PARAMS: dict[tuple[int, Flavor], tuple[Arguments, str]] = {}  # parameter list text, by argument list
+_ARGUMENT_BINDINGS: dict[tuple[int, Flavor], tuple[Argument, Binding]] = {}  # by argument
+
+
+def _by_identity(table: dict, piece: object, flavor: Flavor, make: Callable[[], T]) -> T:
+    key = (id(piece), flavor)
+    hit = table.get(key)
+    if hit is not None and hit[0] is piece:
+        return hit[1]
+    value = make()
+    table[key] = (piece, value)
+    return value
 
 
 def _bindings(func: FunctionSchema, flavor: Flavor) -> list[Binding]:
     args = func.arguments
-    key = (id(args), flavor)
-    hit = _BINDINGS.get(key)
-    if hit is not None and hit[0] is args:
-        return hit[1]
-    bindings = [_binding(a, flavor) for a in args.flat_all]
-    _BINDINGS[key] = (args, bindings)
-    return bindings
-
-
-# One Binding per argument and flavor: the parsed arguments are shared by many
-# argument lists (see Argument.parse). Keyed by id, like _BINDINGS, as hashing
-# a schema Argument by value walks its fields in Python.
-_ARGUMENT_BINDINGS: dict[tuple[int, Flavor], tuple[Argument, Binding]] = {}
+    return _by_identity(_BINDINGS, args, flavor, lambda: [_binding(a, flavor) for a in args.flat_all])
 
 
 def _binding(a: Argument, flavor: Flavor) -> Binding:
-    key = (id(a), flavor)
-    hit = _ARGUMENT_BINDINGS.get(key)
-    if hit is not None and hit[0] is a:
-        return hit[1]
-    binding = Binding(a.name, argument_type(a.type, mutable=a.is_write, flavor=flavor), a.name)
-    _ARGUMENT_BINDINGS[key] = (a, binding)
-    return binding
+    return _by_identity(_ARGUMENT_BINDINGS, a, flavor,
+                        lambda: Binding(a.name, argument_type(a.type, mutable=a.is_write, flavor=flavor), a.name))
 
 
 def _params(func: FunctionSchema, flavor: Flavor) -> str:
     """The parameter list of a declaration, `const at::Tensor & self, ...`."""
-    args = func.arguments
-    key = (id(args), flavor)
-    hit = _PARAMS.get(key)
-    if hit is not None and hit[0] is args:
-        return hit[1]
-    params = ", ".join(b.defn() for b in _bindings(func, flavor))
-    _PARAMS[key] = (args, params)
-    return params
+    return _by_identity(_PARAMS, func.arguments, flavor, lambda: ", ".join(b.defn() for b in _bindings(func, flavor)))
 
 
 @dataclass(frozen=True)
