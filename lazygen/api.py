@@ -51,8 +51,9 @@ def list_outputs(options: Options) -> list[Path]:
     yaml's `backend:` and whether it has an `autograd:` section."""
     from lazygen.backend import read_backend_header
 
+    plan.check_shards(options.shards)
     backend, autograd = read_backend_header(Path(options.source_yaml))
-    return [Path(options.output_dir) / name for name in plan.output_names(backend, autograd)]
+    return [Path(options.output_dir) / name for name in plan.output_names(backend, autograd, options.shards)]
 
 
 def generate(options: Options) -> Result:
@@ -61,6 +62,7 @@ def generate(options: Options) -> Result:
     from lazygen.catalogue_cache import load_catalogue
     from lazygen.engine import load_spec
 
+    plan.check_shards(options.shards)
     spec = load_spec(options)
     native, tags = catalogue_files(options)
     catalogue = load_catalogue(native, tags)
@@ -85,7 +87,7 @@ def _render_and_commit(options: Options, catalogue: Catalogue, spec: BackendSpec
     rendered = render_outputs(options, catalogue, spec)
     inputs = (Path(options.source_yaml), native, tags) + rendered.inputs
     out_dir = Path(options.output_dir)
-    names = plan.output_names(spec.backend, spec.has_autograd)
+    names = plan.output_names(spec.backend, spec.has_autograd, options.shards)
     outputs = tuple(out_dir / n for n in names)
     if options.dry_run:
         for produce in rendered.contents.values():

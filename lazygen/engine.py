@@ -100,14 +100,16 @@ class _Problems:
 
 
 class Elements(NamedTuple):
-    """The checked, rendered elements of a backend's outputs."""
+    """The checked, rendered elements of a backend's outputs. The IR nodes,
+    kernels and registrations come in one list per shard (one list when
+    unsharded); an operator group's all go to the shard plan.shard_of names."""
 
-    node_texts: list[str]  # LazyIr.h, one IR node class each
+    node_texts: list[list[str]]  # LazyIr.h (LazyIr_<i>.h), one IR node class each
     non_native_texts: list[str]  # LazyNonNativeIr.h
-    kernel_texts: list[str]  # <Key>NativeFunctions.cpp
+    kernel_texts: list[list[str]]  # <Key>NativeFunctions.cpp (<Key>NativeFunctions_<i>.cpp)
     shape_decls: list[tuple[str, str]]  # (op, compute_shape_* declaration) the kernels call
     declarations: list[str]  # <Key>NativeFunctions.h
-    register: dict[str, list[Wrapper]]  # Register<dispatch key>.cpp
+    register: dict[str, list[list[Wrapper]]]  # Register<dispatch key>.cpp (its shards; the autograd key's is never split)
 
 
 def build_elements(options: Options, catalogue: Catalogue, checked: CheckedBackend, names: Names, class_name: str,
@@ -121,17 +123,19 @@ def build_elements(options: Options, catalogue: Catalogue, checked: CheckedBacke
     indices = [idx for idx in (index, checked.autograd_index) if idx is not None]
     ctx = KernelContext(options, class_name, names)
 
-    node_texts: list[str] = []
-    kernel_texts: list[str] = []
+    shards = options.shards
+    node_texts: list[list[str]] = [[] for _ in range(shards)]
+    kernel_texts: list[list[str]] = [[] for _ in range(shards)]
     shape_decls: list[tuple[str, str]] = []
     declarations: dict[str, list[str]] = {idx.dispatch_key: [] for idx in indices}
-    register: dict[str, list[Wrapper]] = {idx.dispatch_key: [] for idx in indices}
+    register: dict[str, list[list[Wrapper]]] = {idx.dispatch_key: [[] for _ in range(shards if idx is index else 1)] for idx in indices}
     ir_ops = set(checked.full_codegen) | set(checked.ir_gen)
     full = set(checked.full_codegen)
     wanted = ir_ops.union(*(idx.kernels for idx in indices))
     for group in catalogue.groups:
         if not any(op in wanted for op in group if op):
             continue
+        shard = plan.shard_of(group[0], shards)
         for op in group:
             if op not in ir_ops:
                 continue
@@ -141,11 +145,11 @@ def build_elements(options: Options, catalogue: Catalogue, checked: CheckedBacke
             section = "full_codegen" if op in full else "ir_gen"
             try:
                 schema = lazy_ir_schema(f.func, value_class=options.lazy_value_class, symint=symint)
-                render.node(node_texts, ir_node(schema, node_base=node_base, use_lazy_shape=options.use_lazy_shape,
-                                                ts_lowerings=options.gen_ts_lowerings, names=names))
+                render.node(node_texts[shard], ir_node(schema, node_base=node_base, use_lazy_shape=options.use_lazy_shape,
+                                                       ts_lowerings=options.gen_ts_lowerings, names=names))
                 if op in full:
                     assert kernel_name is not None
-                    render.kernel(kernel_texts, kernel(ctx, f, schema, kernel_name, symint))
+                    render.kernel(kernel_texts[shard], kernel(ctx, f, schema, kernel_name, symint))
                     if not uses_meta_shapes(f):
                         shape_decls.append((op, shape_declaration(f, kernel_name, symint)))
             except Unsupported as err:
@@ -161,7 +165,7 @@ def build_elements(options: Options, catalogue: Catalogue, checked: CheckedBacke
                 except Unsupported as err:
                     problems.op(op, f"cannot declare a kernel for '{op}': {err}")
             ws, errors = group_wrappers(catalogue, idx, group, spec.cpp_namespace, class_name)
-            register[idx.dispatch_key] += ws
+            register[idx.dispatch_key][shard if idx is index else 0] += ws
             for err in errors:
                 # A generated wrapper belongs to the functional variant the yaml lists.
                 listed = err.group.functional if err.group is not None and idx.kernel(err.func) is None else err.func
@@ -337,23 +341,39 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
         contents[name] = partial(env.get_template(template).generate, common, **variables)
 
     for dispatch_key in list(register):
-        put(f"Register{dispatch_key}.cpp", "Register.cpp.j2",
-            dispatch_key=dispatch_key,
-            backend_name=options.backend_name,
-            external_backend_headers=f"#include <{header}>" if options.build_in_tree else f'#include "{header}"',
-            dispatch_headers=(
-                ["#include <ATen/ops/as_strided_native.h>", "#include <ATen/ops/empty.h>", "#include <ATen/ops/empty_strided.h>",
-                 "#include <ATen/ops/_copy_from_and_resize.h>", "#include <ATen/ops/_copy_from.h>"]
-                if options.per_operator_headers
-                else ["#include <ATen/NativeFunctions.h>", "#include <ATen/Functions.h>"]
-            )
-            + ["#include <c10/macros/Macros.h>"],
-            ops_headers="" if options.per_operator_headers else "#include <ATen/Functions.h>",
-            wrappers=register.pop(dispatch_key))
-    put("LazyIr.h", "LazyIr.h.j2",
-        sysincludes=[f"#include <{p}>" for p in _LAZY_IR_SYSINC],
-        user_includes=[f'#include "{options.node_base_hdr}"'] if options.node_base_hdr is not None else [],
-        node_texts=finish_block(elements.node_texts))
+        parts = register.pop(dispatch_key)
+        # With shards, each one registers its wrappers from a function of
+        # its own, and the first shard's public function calls them all.
+        public = f"Register{options.backend_name}{dispatch_key}NativeFunctions"
+        shard_functions = [f"{public}_shard{i}" for i in range(len(parts))] if len(parts) > 1 else []
+        for i, (name, wrappers) in enumerate(zip(plan.register_sources(dispatch_key, len(parts)), parts)):
+            put(name, "Register.cpp.j2",
+                dispatch_key=dispatch_key,
+                backend_name=options.backend_name,
+                external_backend_headers=f"#include <{header}>" if options.build_in_tree else f'#include "{header}"',
+                dispatch_headers=(
+                    ["#include <ATen/ops/as_strided_native.h>", "#include <ATen/ops/empty.h>", "#include <ATen/ops/empty_strided.h>",
+                     "#include <ATen/ops/_copy_from_and_resize.h>", "#include <ATen/ops/_copy_from.h>"]
+                    if options.per_operator_headers
+                    else ["#include <ATen/NativeFunctions.h>", "#include <ATen/Functions.h>"]
+                )
+                + ["#include <c10/macros/Macros.h>"],
+                ops_headers="" if options.per_operator_headers else "#include <ATen/Functions.h>",
+                wrappers=wrappers,
+                shard=i if shard_functions else None,
+                shard_functions=shard_functions)
+    ir_includes = dict(sysincludes=[f"#include <{p}>" for p in _LAZY_IR_SYSINC],
+                       user_includes=[f'#include "{options.node_base_hdr}"'] if options.node_base_hdr is not None else [])
+    ir_shard_headers = plan.ir_shard_headers(options.shards)
+    if ir_shard_headers:
+        # What every shard needs is LazyIr.h's text without nodes; LazyIr.h includes every shard.
+        put(plan.IR_COMMON_HEADER, "LazyIr.h.j2", **ir_includes, node_texts=[])
+        for name, texts in zip(ir_shard_headers, elements.node_texts):
+            put(name, "LazyIrShard.h.j2", common_include=f"#include <{gen_dir}/{plan.IR_COMMON_HEADER}>",
+                node_texts=finish_block(texts))
+        put("LazyIr.h", "LazyIrShards.h.j2", includes=[f"#include <{gen_dir}/{name}>" for name in ir_shard_headers])
+    else:
+        put("LazyIr.h", "LazyIr.h.j2", **ir_includes, node_texts=finish_block(elements.node_texts[0]))
     put("LazyNonNativeIr.h", "LazyNonNativeIr.h.j2",
         includes=[f"#include <{p}>" for p in _NON_NATIVE_INC + ((options.node_base_hdr,) if options.node_base_hdr else ())],
         node_texts=finish_block(elements.non_native_texts))
@@ -361,12 +381,15 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
     kernel_includes = [options.tensor_class_hdr]
     if options.shape_inference_hdr is not None:
         kernel_includes.append(options.shape_inference_hdr)
-    kernel_includes += list(_KERNEL_INC) + [header, f"{gen_dir}/LazyIr.h"]
-    if options.gen_forced_fallback_code:
-        kernel_includes.append("torch/csrc/lazy/ts_backend/ts_eager_fallback.h")
-    put(f"{key}NativeFunctions.cpp", "NativeFunctions.cpp.j2",
-        includes=[f"#include <{p}>" for p in kernel_includes], kernel_texts=finish_block(elements.kernel_texts))
-    expected = plan.output_names(key, spec.has_autograd)
+    kernel_includes += list(_KERNEL_INC) + [header]
+    fallback_includes = ["torch/csrc/lazy/ts_backend/ts_eager_fallback.h"] if options.gen_forced_fallback_code else []
+    # Each kernel shard includes only the IR classes its kernels use.
+    ir_headers = ir_shard_headers or ["LazyIr.h"]
+    for name, ir_header, texts in zip(plan.kernel_sources(key, options.shards), ir_headers, elements.kernel_texts):
+        includes = kernel_includes + [f"{gen_dir}/{ir_header}"] + fallback_includes
+        put(name, "NativeFunctions.cpp.j2",
+            includes=[f"#include <{p}>" for p in includes], kernel_texts=finish_block(texts))
+    expected = plan.output_names(key, spec.has_autograd, options.shards)
     assert sorted(contents) == sorted(expected), (sorted(contents), expected)
     return Rendered(contents, tuple(inputs) + tuple(template_files(options.template_dirs)))
 

@@ -61,6 +61,9 @@ class Options:
     depfile_target: str | None = None  # the depfile's target; default: the first output
     expect_backend: str | None = None
     expect_autograd: bool | None = None
+    # Split the kernels, the registration and the IR classes into this many
+    # translation units / headers (1: the unsharded files; see outputs.bzl).
+    shards: int = 1
 
     def fingerprint(self) -> str:
         """A stable text of every option that can change the outputs (for the no-op check)."""

@@ -1,11 +1,13 @@
 """The list of outputs, known before any generation: a pure function of
-the backend key and whether the yaml has an autograd section.
+the backend key, whether the yaml has an autograd section, and the number
+of shards; and the shard plan: which shard each operator goes to.
 
 The naming itself lives in outputs.bzl, shared with the Bazel and Buck2
 macros; this module executes that file (Starlark is a subset of Python)."""
 
 from __future__ import annotations
 
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,13 +21,48 @@ def _definitions() -> dict:
     return namespace
 
 
-def output_names(backend: str, autograd: bool) -> list[str]:
-    return list(_definitions()["lazy_output_names"](backend, autograd))
+def output_names(backend: str, autograd: bool, shards: int = 1) -> list[str]:
+    return list(_definitions()["lazy_output_names"](backend, autograd, shards))
 
 
-def header_names(backend: str) -> list[str]:
-    return list(_definitions()["lazy_output_headers"](backend))
+def header_names(backend: str, shards: int = 1) -> list[str]:
+    return list(_definitions()["lazy_output_headers"](backend, shards))
 
 
-def source_names(backend: str, autograd: bool) -> list[str]:
-    return list(_definitions()["lazy_output_sources"](backend, autograd))
+def source_names(backend: str, autograd: bool, shards: int = 1) -> list[str]:
+    return list(_definitions()["lazy_output_sources"](backend, autograd, shards))
+
+
+def kernel_sources(backend: str, shards: int) -> list[str]:
+    """<backend>NativeFunctions.cpp, or its shards in order."""
+    return list(_definitions()["lazy_kernel_sources"](backend, shards))
+
+
+def register_sources(backend: str, shards: int) -> list[str]:
+    """Register<backend>.cpp, or its shards in order."""
+    return list(_definitions()["lazy_register_sources"](backend, shards))
+
+
+def ir_shard_headers(shards: int) -> list[str]:
+    """LazyIr_<i>.h for each shard (none when unsharded)."""
+    return list(_definitions()["lazy_ir_shard_headers"](shards))
+
+
+IR_COMMON_HEADER: str = _definitions()["LAZY_IR_COMMON_HEADER"]
+
+
+def shard_of(op: str, shards: int) -> int:
+    """The shard an operator group goes to, named by its first operator
+    (the functional one): CRC-32 of the name, modulo the number of shards.
+    It depends on nothing else, so adding or removing an operator changes
+    only the shards that hold it."""
+    return zlib.crc32(op.encode("utf-8")) % shards if shards > 1 else 0
+
+
+def check_shards(shards: object) -> None:
+    """The number of shards must be a whole number, at least 1."""
+    from lazygen.errors import UserError
+
+    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
+        raise UserError.at("lazygen", None, None, f"the number of shards must be a whole number of at least 1, not {shards!r}",
+                           "pass --shards N (SHARDS N in CMake, shards = N in Bazel and Buck2) with N >= 1; 1 writes the unsharded files")
