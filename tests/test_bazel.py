@@ -136,8 +136,9 @@ def _rmtree(path: Path) -> None:
 class Workspace:
     """A private copy of examples/bazel with its own Bazel server and disk cache."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, disk_cache: bool = True):
         self.tmp = tmp
+        self.disk_cache = disk_cache
         self.ws = tmp / "ws"
         shutil.copytree(EXAMPLE, self.ws, ignore=shutil.ignore_patterns("bazel-*"))
         workspace = self.ws / "WORKSPACE"
@@ -170,7 +171,7 @@ class Workspace:
             "--color=no",
             "--curses=no",
             f"--override_repository=lazygen={ROOT}",
-            f"--disk_cache={self.tmp / 'disk_cache'}",
+            *([f"--disk_cache={self.tmp / 'disk_cache'}"] if self.disk_cache else []),
             f"--execution_log_json_file={log}",
             *flags,
             *targets,
