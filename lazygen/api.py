@@ -27,6 +27,9 @@ class Result:
     outputs: tuple[Path, ...]  # every output path
     # (size, mtime_ns, inode) of each output and the depfile as this run left them.
     output_stats: dict = field(default_factory=dict, compare=False)
+    # Problems that did not stop the run (ops whose code would not compile,
+    # under allow_uncompilable), each a Diagnostic with severity "warning".
+    warnings: tuple = ()
 
 
 def catalogue_files(options: Options) -> tuple[Path, Path]:
@@ -93,7 +96,7 @@ def _render_and_commit(options: Options, catalogue: Catalogue, spec: BackendSpec
         for produce in rendered.contents.values():
             for _ in produce():  # rendered (a template can fail), not written
                 pass
-        return Result((), (), (), inputs, outputs)
+        return Result((), (), (), inputs, outputs, warnings=rendered.warnings)
     staged: dict[str, Staged] = {}
     try:
         created = _make_dir(out_dir)
@@ -119,7 +122,8 @@ def _render_and_commit(options: Options, catalogue: Catalogue, spec: BackendSpec
     finally:
         for s in staged.values():
             s.close()
-    return Result(tuple(result.written), tuple(result.unchanged), tuple(result.removed), inputs, outputs, result.stats)
+    return Result(tuple(result.written), tuple(result.unchanged), tuple(result.removed), inputs, outputs, result.stats,
+                  rendered.warnings)
 
 
 def _make_dir(path: Path) -> bool:
@@ -169,6 +173,7 @@ def run_gen_lazy_tensor(
     check_shape_inference: bool = True,
     generated_by: str = "lazygen",
     template_dirs: tuple = (),
+    allow_uncompilable: bool = False,
 ) -> None:
     """torchgen 2.13's run_gen_lazy_tensor, same keywords and defaults
     (gen_ts_lowerings replaces lazy_ir_generator). Raises UserError on bad input."""
@@ -204,6 +209,7 @@ def run_gen_lazy_tensor(
         get_device_fn=get_device_fn,
         generated_by=generated_by,
         template_dirs=tuple(Path(d) for d in template_dirs),
+        allow_uncompilable=allow_uncompilable,
     )
     generate(options)
 

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fail unless the yaml has an autograd section")
     group.add_argument("--expect-no-autograd", dest="expect_autograd", action="store_const", const=False,
                        help="fail if the yaml has an autograd section")
+    p.add_argument("--allow-uncompilable", action="store_true",
+                   help="write torchgen's code even for full_codegen/ir_gen ops whose code would not compile "
+                        "(each is a warning instead of an error)")
     p.add_argument("--cmake-dir", action="store_true", help="print the folder holding LazyGenConfig.cmake and exit")
     p.add_argument("--version", action="store_true", help="print lazygen's version and exit")
     for name in CUSTOMISATION_KEYWORDS:
@@ -117,6 +120,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         expect_autograd=args.expect_autograd,
         shards=args.shards,
         write_missing_shapes=Path(args.write_missing_shapes) if args.write_missing_shapes else None,
+        allow_uncompilable=args.allow_uncompilable,
         **custom,
     )
 
@@ -175,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lazygen.api import generate
 
         result = generate(options)
+        for d in result.warnings:
+            print(d.format(), file=sys.stderr)
         if generating:
             fastpath.record(
                 argv,

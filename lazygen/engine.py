@@ -14,9 +14,10 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
 
-from lazygen import plan
+from lazygen import compilable, plan
 from lazygen.backend import BackendSpec, CheckedBackend, check_backend, supports_symint
 from lazygen.catalogue import Catalogue, NativeFunction
+from lazygen.compilable import Refusal
 from lazygen.cpp import Flavor, Signature
 from lazygen.errors import Diagnostic, Unsupported, UserError
 from lazygen.ir_view import Names, ir_node
@@ -66,6 +67,7 @@ Output = Callable[[], Iterator[str]]
 class Rendered(NamedTuple):
     contents: dict[str, Output]  # file name -> its text
     inputs: tuple[Path, ...]  # every file read besides the catalogue
+    warnings: tuple[Diagnostic, ...] = ()
 
 
 def namespace_lines(namespace: str) -> tuple[str, str]:
@@ -80,6 +82,10 @@ def generated_include_dir(options: Options) -> str:
     return options.include_prefix if options.include_prefix is not None else os.fspath(options.output_dir)
 
 
+def _by_line(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    return sorted(diagnostics, key=lambda d: (d.line or 0, d.col or 0))
+
+
 class _Problems:
     """Collects every diagnostic of a run, so all are reported at once."""
 
@@ -87,16 +93,40 @@ class _Problems:
         self.spec = spec
         self.checked = checked
         self.items: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []
 
-    def op(self, op: str, message: str, hint: str | None = None) -> None:
+    def op(self, op: str, message: str, hint: str | None = None, severity: str = "error") -> None:
         """A problem with operator `op`, reported at the yaml line that lists it."""
         entry = self.checked.lines.get(op)
         line, col = (entry.line, entry.col) if entry else (None, None)
-        self.items.append(Diagnostic(self.spec.path, line, col, message, hint))
+        (self.warnings if severity == "warning" else self.items).append(Diagnostic(self.spec.path, line, col, message, hint, severity))
+
+    def refused(self, refusal: Refusal, allowed: bool) -> None:
+        """An op whose generated code would not compile (lazygen.compilable):
+        an error, or with allow_uncompilable a warning."""
+        hint = refusal.hint
+        if refusal.other is not None:
+            line = self._line_of(refusal.other, refusal.other_is_non_native)
+            hint = f"'{refusal.other}' is at line {line}; " + hint if line is not None else hint
+        if allowed:
+            hint += "; torchgen's code for it is written anyway (--allow-uncompilable)"
+        else:
+            hint += " (or pass --allow-uncompilable to write torchgen's code anyway)"
+        self.op(refusal.op, f"the code generated for '{refusal.op}' under '{refusal.section}' would not compile: {refusal.message}",
+                hint, "warning" if allowed else "error")
+
+    def _line_of(self, name: str, non_native: bool) -> int | None:
+        if non_native:
+            return next((e.line for e in self.spec.non_native if str(e.func.name) == name), None)
+        entry = self.checked.lines.get(name)
+        return entry.line if entry else None
 
     def raise_if_any(self) -> None:
         if self.items:
-            raise UserError(*sorted(self.items, key=lambda d: (d.line or 0, d.col or 0)))
+            raise UserError(*_by_line(self.items + self.warnings))
+
+    def sorted_warnings(self) -> tuple[Diagnostic, ...]:
+        return tuple(_by_line(self.warnings))
 
 
 class Elements(NamedTuple):
@@ -131,6 +161,11 @@ def build_elements(options: Options, catalogue: Catalogue, checked: CheckedBacke
     register: dict[str, list[list[Wrapper]]] = {idx.dispatch_key: [[] for _ in range(shards if idx is index else 1)] for idx in indices}
     ir_ops = set(checked.full_codegen) | set(checked.ir_gen)
     full = set(checked.full_codegen)
+    refuse = partial(problems.refused, allowed=options.allow_uncompilable)
+    listed = sorted([(op, compilable.FULL_CODEGEN) for op in checked.full_codegen] + [(op, compilable.IR_GEN) for op in checked.ir_gen],
+                    key=lambda pair: checked.lines[pair[0]].line)
+    for refusal in compilable.class_name_refusals(listed, (e.func.name for e in spec.non_native), options.node_base):
+        refuse(refusal)
     wanted = ir_ops.union(*(idx.kernels for idx in indices))
     for group in catalogue.groups:
         if not any(op in wanted for op in group if op):
@@ -154,6 +189,12 @@ def build_elements(options: Options, catalogue: Catalogue, checked: CheckedBacke
                         shape_decls.append((op, shape_declaration(f, kernel_name, symint)))
             except Unsupported as err:
                 problems.op(op, f"cannot generate code for '{op}' under '{section}': {err}", f"its schema: {f.func}")
+            # After the generator's own errors: those say what cannot be generated at all.
+            for refusal in compilable.op_refusals(
+                f, section, variants=[catalogue.function(v) for v in group if v and v != op], has_kernel=index.kernels.__contains__,
+                use_out_as_primary=index.use_out_as_primary, use_lazy_shape=options.use_lazy_shape, ts_lowerings=options.gen_ts_lowerings,
+            ):
+                refuse(refusal)
         for idx in indices:
             for op in group:
                 k = idx.kernels.get(op) if op else None
@@ -391,7 +432,7 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
             includes=[f"#include <{p}>" for p in includes], kernel_texts=finish_block(texts))
     expected = plan.output_names(key, spec.has_autograd, options.shards)
     assert sorted(contents) == sorted(expected), (sorted(contents), expected)
-    return Rendered(contents, tuple(inputs) + tuple(template_files(options.template_dirs)))
+    return Rendered(contents, tuple(inputs) + tuple(template_files(options.template_dirs)), problems.sorted_warnings())
 
 
 def load_spec(options: Options) -> BackendSpec:

@@ -23,12 +23,13 @@ class Diagnostic(NamedTuple):
     col: int | None
     message: str
     hint: str | None = None
+    severity: str = "error"  # or "warning": reported, but the run goes on
 
     def format(self) -> str:
         where = self.path
         if self.line is not None:
             where += f":{self.line}:{self.col or 1}"
-        text = f"{_one_line(where)}: error: {_one_line(self.message)}"
+        text = f"{_one_line(where)}: {self.severity}: {_one_line(self.message)}"
         if self.hint:
             text += f"\n{_one_line(where)}: note: {_one_line(self.hint)}"
         return text

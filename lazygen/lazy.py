@@ -10,7 +10,7 @@ from functools import cached_property, lru_cache
 from typing import NamedTuple
 
 from lazygen.errors import Unsupported
-from lazygen.schema import BaseType, FunctionSchema, ListType, OptionalType, Type
+from lazygen.schema import BaseType, FunctionSchema, ListType, OperatorName, OptionalType, Type
 
 # The node properties, in mutually exclusive groups: at most one name of
 # each group is set.
@@ -57,6 +57,14 @@ TENSOR_LIST_VALUE = "torch::lazy::Value"
 
 class UnsupportedLazyType(Unsupported):
     """A schema type lazy IR nodes cannot hold."""
+
+
+@lru_cache(maxsize=None)
+def node_class_name(name: OperatorName) -> str:
+    """The IR node class of an operator: its name and overload in CamelCase.
+    Underscores vanish, so `_foo` and `foo` get the same class."""
+    words = f"{name.name}_{name.overload}".lower().split("_")
+    return "".join(w.capitalize() for w in words)
 
 
 class LType(NamedTuple):
@@ -218,8 +226,7 @@ class LazyIrSchema:
     # __dict__, which a frozen dataclass allows).
     @cached_property
     def node_name(self) -> str:
-        words = f"{self.func.name.name}_{self.func.name.overload}".lower().split("_")
-        return "".join(w.capitalize() for w in words)
+        return node_class_name(self.func.name)
 
     @property
     def aten_name(self) -> str:

@@ -64,6 +64,9 @@ class Options:
     # Split the kernels, the registration and the IR classes into this many
     # translation units / headers (1: the unsharded files; see outputs.bzl).
     shards: int = 1
+    # Write torchgen's code even for full_codegen/ir_gen ops whose code would
+    # not compile (lazygen.compilable); each such op is then a warning.
+    allow_uncompilable: bool = False
 
     def fingerprint(self) -> str:
         """A stable text of every option that can change the outputs (for the no-op check)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lazygen import compilable
 from lazygen.api import generate
 from lazygen.catalogue import NativeFunctionsGroup
 from lazygen.catalogue_cache import load_catalogue
@@ -103,10 +104,10 @@ def assert_same(expected: dict[str, bytes], actual: dict[str, bytes]) -> None:
             )
 
 
-def compare(ref, tmp_path: Path, yaml: Path, **options) -> dict[str, bytes]:
+def compare(ref, tmp_path: Path, yaml: Path, allow_uncompilable: bool = False, **options) -> dict[str, bytes]:
     ref_dir = tmp_path / "reference"
     expected = ref.generate(yaml, ref_dir, generated_by=GENERATED_BY, **options)
-    actual = run_lazygen(yaml, tmp_path / "lazygen", str(ref_dir), **options)
+    actual = run_lazygen(yaml, tmp_path / "lazygen", str(ref_dir), allow_uncompilable=allow_uncompilable, **options)
     assert_same(expected, actual)
     return actual
 
@@ -184,10 +185,26 @@ def _functional_full_codegen_ops(probe) -> list[str]:
     return [op for op, info in probe.items() if info["kind"] == "functional" and info["full_codegen_ok"]]
 
 
+def _compilable_ops(probe, catalogue) -> list[str]:
+    """The functional ops the reference generates and whose code compiles (lazygen.compilable)."""
+    return compilable.accepted(catalogue, _functional_full_codegen_ops(probe))
+
+
 @pytest.mark.parametrize("options", [TS_OPTIONS, {}], ids=["ts", "defaults"])
 def test_every_generatable_op_under_full_codegen(ref, probe, tmp_path, options):
+    """Every op torchgen accepts, with --allow-uncompilable: torchgen's bytes,
+    also for the ops whose code would not compile."""
     ops = _functional_full_codegen_ops(probe)
     assert len(ops) > 1000
+    yaml = write_yaml(tmp_path / "every_op.yaml", backend="Lazy", cpp_namespace="torch::lazy", full_codegen=ops)
+    compare(ref, tmp_path, yaml, allow_uncompilable=True, shape_inference_file=str(shape_header(tmp_path, probe, ops)), **options)
+
+
+@pytest.mark.parametrize("options", [TS_OPTIONS, {}], ids=["ts", "defaults"])
+def test_every_compilable_op_under_full_codegen(ref, probe, catalogue, tmp_path, options):
+    """Without the flag: every op the compilability check accepts gives torchgen's bytes."""
+    ops = _compilable_ops(probe, catalogue)
+    assert 1000 < len(ops) < len(_functional_full_codegen_ops(probe))
     yaml = write_yaml(tmp_path / "every_op.yaml", backend="Lazy", cpp_namespace="torch::lazy", full_codegen=ops)
     compare(ref, tmp_path, yaml, shape_inference_file=str(shape_header(tmp_path, probe, ops)), **options)
 
@@ -199,11 +216,11 @@ def test_every_op_under_supported(ref, probe, tmp_path):
     compare(ref, tmp_path, yaml, per_operator_headers=True)
 
 
-def test_ops_the_reference_cannot_generate_are_rejected_one_by_one(probe, tmp_path):
+def test_ops_the_reference_cannot_generate_are_rejected_one_by_one(probe, catalogue, tmp_path):
     """Each functional op the reference fails on under full_codegen gets a
     diagnostic at its own line; the others none."""
     bad = [op for op, info in probe.items() if info["kind"] == "functional" and not info["full_codegen_ok"]]
-    good = _functional_full_codegen_ops(probe)[:50]
+    good = _compilable_ops(probe, catalogue)[:50]
     ops = bad + good
     yaml = write_yaml(tmp_path / "bad.yaml", backend="Lazy", cpp_namespace="torch::lazy", full_codegen=ops)
     proc = subprocess.run([sys.executable, "-m", "lazygen", "-s", str(yaml), "-o", str(tmp_path / "out"), "--no-shape-inference-check"],
@@ -239,7 +256,7 @@ def _xla_yaml(tmp_path: Path, probe: dict, catalogue) -> tuple[Path, list[str]]:
         # an IR value, so generated kernels need a plain tensor argument.
         return any(str(a.type) in ("Tensor", "Tensor?") for a in catalogue.by_name[op].func.arguments.flat_non_out)
 
-    full = [op for op in _functional_full_codegen_ops(probe) if has_tensor_arg(op)][::12]
+    full = [op for op in _compilable_ops(probe, catalogue) if has_tensor_arg(op)][::12]
     taken = set(full)
     supported, autograd, symint = [], [], []
     for i, item in enumerate(catalogue.grouped):
