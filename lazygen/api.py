@@ -4,12 +4,13 @@ drop-in replacement for torchgen's run_gen_lazy_tensor."""
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lazygen import plan
-from lazygen.errors import UserError
+from lazygen.errors import Diagnostic, UserError
 from lazygen.locate import default_aten_path
 from lazygen.options import DEFAULT_SHAPE_INFERENCE_HDR, Options
 
@@ -27,9 +28,7 @@ class Result:
     outputs: tuple[Path, ...]  # every output path
     # (size, mtime_ns, inode) of each output and the depfile as this run left them.
     output_stats: dict = field(default_factory=dict, compare=False)
-    # Problems that did not stop the run (ops whose code would not compile,
-    # under allow_uncompilable), each a Diagnostic with severity "warning".
-    warnings: tuple = ()
+    warnings: tuple[Diagnostic, ...] = ()  # problems that did not stop the run (unused templates; ops refused under allow_uncompilable)
 
 
 def catalogue_files(options: Options) -> tuple[Path, Path]:
@@ -75,7 +74,7 @@ def generate(options: Options) -> Result:
         raise
     except Exception as err:
         # A mistake in a template override is the user's: say where it is.
-        from lazygen.render import template_error
+        from lazygen.template_check import template_error
 
         diagnostic = template_error(err, options.template_dirs)
         if diagnostic is None:
@@ -174,9 +173,11 @@ def run_gen_lazy_tensor(
     generated_by: str = "lazygen",
     template_dirs: tuple = (),
     allow_uncompilable: bool = False,
+    warnings_as_errors: bool = False,
 ) -> None:
     """torchgen 2.13's run_gen_lazy_tensor, same keywords and defaults
-    (gen_ts_lowerings replaces lazy_ir_generator). Raises UserError on bad input."""
+    (gen_ts_lowerings replaces lazy_ir_generator). Raises UserError on bad
+    input; prints warnings to stderr."""
     options = Options(
         source_yaml=Path(source_yaml),
         output_dir=os.fspath(output_dir),
@@ -210,8 +211,10 @@ def run_gen_lazy_tensor(
         generated_by=generated_by,
         template_dirs=tuple(Path(d) for d in template_dirs),
         allow_uncompilable=allow_uncompilable,
+        warnings_as_errors=warnings_as_errors,
     )
-    generate(options)
+    for w in generate(options).warnings:
+        print(w.format(), file=sys.stderr)
 
 
 __all__ = ["Options", "Result", "generate", "list_outputs", "run_gen_lazy_tensor"]

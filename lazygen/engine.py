@@ -121,9 +121,10 @@ class _Problems:
         entry = self.checked.lines.get(name)
         return entry.line if entry else None
 
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise UserError(*_by_line(self.items + self.warnings))
+    def raise_if_any(self, *others: Diagnostic) -> None:
+        """Raise every problem: the yaml's in line order, then `others` (of other files) as they are."""
+        if self.items or others:
+            raise UserError(*_by_line(self.items + self.warnings), *others)
 
     def sorted_warnings(self) -> tuple[Diagnostic, ...]:
         return tuple(_by_line(self.warnings))
@@ -355,6 +356,17 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
     from lazygen.render import ElementRenderer, finish_block, make_environment, template_files
 
     env = make_environment(options.template_dirs)
+    warnings: tuple[Diagnostic, ...] = ()
+    if options.template_dirs:
+        from lazygen.template_check import check_overrides
+
+        overrides = check_overrides(env, options.template_dirs)
+        errors, warnings = overrides.errors, overrides.warnings
+        if options.warnings_as_errors:
+            errors += tuple(w._replace(severity="error") for w in warnings)
+            warnings = ()
+        if errors:  # the templates cannot be trusted to render: stop before they do
+            problems.raise_if_any(*errors)
     names = Names(options.qualify_names)
     class_name = f"{spec.backend}NativeFunctions"
     prologue, epilogue = namespace_lines(spec.cpp_namespace)
@@ -432,7 +444,7 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
             includes=[f"#include <{p}>" for p in includes], kernel_texts=finish_block(texts))
     expected = plan.output_names(key, spec.has_autograd, options.shards)
     assert sorted(contents) == sorted(expected), (sorted(contents), expected)
-    return Rendered(contents, tuple(inputs) + tuple(template_files(options.template_dirs)), problems.sorted_warnings())
+    return Rendered(contents, tuple(inputs) + tuple(template_files(options.template_dirs)), warnings + problems.sorted_warnings())
 
 
 def load_spec(options: Options) -> BackendSpec:

@@ -1,6 +1,7 @@
 """User-facing errors. A user mistake becomes a `UserError` holding one or
 more diagnostics; the CLI prints them as `path:line:col: error: message` and
-exits 1. Any other exception escaping is a bug in lazygen."""
+exits 1. Any other exception escaping is a bug in lazygen. A warning is a
+Diagnostic with severity "warning", carried by the run's Result."""
 
 from __future__ import annotations
 

@@ -67,6 +67,7 @@ class Options:
     # Write torchgen's code even for full_codegen/ir_gen ops whose code would
     # not compile (lazygen.compilable); each such op is then a warning.
     allow_uncompilable: bool = False
+    warnings_as_errors: bool = False  # a warning (an unused template, say) fails the run
 
     def fingerprint(self) -> str:
         """A stable text of every option that can change the outputs (for the no-op check)."""

@@ -1,5 +1,6 @@
-"""Jinja2 rendering: the environment, its filters, the renderer of IR nodes
-and kernels, and the diagnostics for mistakes in template overrides.
+"""Jinja2 rendering: the environment, its filters, and the renderer of IR
+nodes and kernels. (Mistakes in template overrides are diagnosed in
+lazygen.template_check.)
 
 Templates live in lazygen/templates and are reachable both by their plain
 name and as "lazygen/<name>"; folders given with --template-dir come first
@@ -16,9 +17,13 @@ from typing import Callable, Iterable, Sequence
 
 import jinja2
 
-from lazygen.errors import UserError
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+STOCK_PREFIX = "lazygen/"  # how an override names lazygen's own template of the same name
+
+# The templates rendered once per element, and what one element is.
+PER_ELEMENT = {"ir_node.j2": "IR node class", "native_function.j2": "kernel"}
+NODE_TEMPLATE, KERNEL_TEMPLATE = PER_ELEMENT
 
 
 def layout_element(text: str) -> str:
@@ -70,8 +75,8 @@ class ElementRenderer:
     them and writes nothing, so its texts would be thrown away."""
 
     def __init__(self, env: jinja2.Environment, common: dict, stop: Callable[[], bool]) -> None:
-        self.node_template = env.get_template("ir_node.j2")
-        self.kernel_template = env.get_template("native_function.j2")
+        self.node_template = env.get_template(NODE_TEMPLATE)
+        self.kernel_template = env.get_template(KERNEL_TEMPLATE)
         # Each template's globals merged with the run's variables once, not
         # once per element (Template.render would; a large backend renders
         # thousands of elements).
@@ -135,7 +140,7 @@ def make_environment(template_dirs: Sequence[Path] = ()) -> jinja2.Environment:
     stock = jinja2.FileSystemLoader(str(TEMPLATE_DIR))
     loader = jinja2.ChoiceLoader(
         [
-            jinja2.PrefixLoader({"lazygen": stock}),
+            jinja2.PrefixLoader({STOCK_PREFIX.rstrip("/"): stock}),
             jinja2.FileSystemLoader([str(d) for d in template_dirs]),
             stock,
         ]
@@ -160,37 +165,3 @@ def template_files(template_dirs: Iterable[Path]) -> list[Path]:
     for d in template_dirs:
         files += sorted(p for p in Path(d).rglob("*") if p.is_file())
     return files
-
-
-def _inside(path: str, folders: Sequence[Path]) -> bool:
-    resolved = Path(path).resolve()
-    return any(resolved.is_relative_to(folder) for folder in folders)
-
-
-def template_error(err: BaseException, template_dirs: Sequence[Path]) -> UserError | None:
-    """A diagnostic for a mistake in a template override (a syntax error, an
-    undefined name, a missing template, an exception raised while rendering
-    it), at its file and line; None if `err` did not come from one."""
-    if isinstance(err, jinja2.TemplateSyntaxError):
-        where = err.filename or err.name or "<template>"
-        return UserError.at(where, err.lineno, 1, f"template syntax error: {err.message}")
-    overrides = [Path(d).resolve() for d in template_dirs]
-    # Jinja rewrites a rendering error's traceback so that its frames name
-    # the template file and line; the innermost such frame is the culprit.
-    frames = []
-    tb = err.__traceback__
-    while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if _inside(filename, [TEMPLATE_DIR.resolve(), *overrides]):
-            frames.append((filename, tb.tb_lineno))
-        tb = tb.tb_next
-    if not isinstance(err, jinja2.TemplateError) and not (frames and _inside(frames[-1][0], overrides)):
-        return None  # a bug in lazygen or its stock templates: let it show its traceback
-    if isinstance(err, jinja2.TemplateNotFound):
-        message = f"template not found: {err.name}"
-    else:
-        message = f"template error: {type(err).__name__}: {err}"
-    if not frames:
-        return UserError.at("<template>", None, None, message)
-    path, line = frames[-1]
-    return UserError.at(path, line, 1, message)
