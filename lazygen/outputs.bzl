@@ -44,8 +44,9 @@ def lazy_kernel_sources(backend, shards):
     return _sharded(backend + "NativeFunctions", ".cpp", shards)
 
 def lazy_register_sources(backend, shards):
-    """The registration translation units, in shard order; the first one
-    defines the public registration function.
+    """The registration translation units, in shard order.
+
+    The first one defines the public registration function.
 
     Args:
       backend: the dispatch key (the yaml's `backend:`).
