@@ -124,7 +124,8 @@ def every_op_yaml(tmp_path_factory) -> Path:
             rejected = {op_at[d.line] for d in err.diagnostics}
             full = [op for op in full if op not in rejected]
             supported = [op for op in supported if op not in rejected]
-    assert len(full) > 1400 and len(supported) > 1000
+    # About 1,360 functional ops remain once the compilability check has refused its ~170.
+    assert len(full) > 1300 and len(supported) > 1000
     return path
 
 
