@@ -10,6 +10,7 @@
 #     [NODE_BASE <class>] [NODE_BASE_HDR <hdr>] [TENSOR_CLASS <class>] [TENSOR_CLASS_HDR <hdr>]
 #     [SHAPE_INFERENCE_HDR <hdr>] [SHAPE_INFERENCE_FILE <file>] [IMPL_PATH <file>]
 #     [INCLUDE_PREFIX <prefix>] [TEMPLATE_DIRS <dir>...]
+#     [SHARDS <n>]             # split kernels, registration and IR classes into n files each
 #     [GEN_TS_LOWERINGS] [BUILD_IN_TREE] [PER_OPERATOR_HEADERS] [GEN_FORCED_FALLBACK_CODE]
 #     [QUALIFY_NAMES] [NO_SHAPE_INFERENCE_CHECK]
 #     [EXTRA_ARGS <arg>...]
@@ -46,7 +47,7 @@ function(lazygen_generate)
              QUALIFY_NAMES NO_SHAPE_INFERENCE_CHECK)
   set(_single SOURCE_YAML OUTPUT_DIR ATEN_PATH BACKEND_NAME NODE_BASE NODE_BASE_HDR
               TENSOR_CLASS TENSOR_CLASS_HDR SHAPE_INFERENCE_HDR SHAPE_INFERENCE_FILE IMPL_PATH
-              INCLUDE_PREFIX TARGET OUT_SOURCES OUT_HEADERS OUT_TARGET)
+              INCLUDE_PREFIX SHARDS TARGET OUT_SOURCES OUT_HEADERS OUT_TARGET)
   set(_multi TEMPLATE_DIRS EXTRA_ARGS)
   cmake_parse_arguments(PARSE_ARGV 0 arg "${_flags}" "${_single}" "${_multi}")
 
@@ -59,6 +60,9 @@ function(lazygen_generate)
   endif()
   if(NOT arg_SOURCE_YAML)
     message(FATAL_ERROR "lazygen_generate: SOURCE_YAML is required")
+  endif()
+  if(DEFINED arg_SHARDS AND NOT arg_SHARDS MATCHES "^[1-9][0-9]*$")
+    message(FATAL_ERROR "lazygen_generate: SHARDS must be a whole number of at least 1, not '${arg_SHARDS}'")
   endif()
   if(arg_TARGET AND NOT TARGET "${arg_TARGET}")
     message(FATAL_ERROR "lazygen_generate: TARGET '${arg_TARGET}' is not a target")
@@ -132,7 +136,7 @@ function(lazygen_generate)
                 NODE_BASE_HDR:--node-base-hdr TENSOR_CLASS:--tensor-class
                 TENSOR_CLASS_HDR:--tensor-class-hdr SHAPE_INFERENCE_HDR:--shape-inference-hdr
                 SHAPE_INFERENCE_FILE:--shape-inference-file IMPL_PATH:--impl-path
-                INCLUDE_PREFIX:--include-prefix)
+                INCLUDE_PREFIX:--include-prefix SHARDS:--shards)
     string(REPLACE ":" ";" _pair "${_pair}")
     list(GET _pair 0 _kw)
     list(GET _pair 1 _opt)

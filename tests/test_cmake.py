@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -551,3 +552,80 @@ def _aten_or_skip() -> Path:
 def test_example_yaml_is_the_ts_yaml():
     """examples/cmake ships a copy of the TorchScript yaml: it must not drift."""
     assert (EXAMPLE / "ts_native_functions.yaml").read_bytes() == TS_YAML.read_bytes()
+
+
+# ---------------------------------------------------------------- SHARDS
+
+# A stand-in compile (tests/stub_cxx.py as the compiler launcher): it fails on
+# a missing source or header and writes the depfile, in milliseconds. Where
+# the build system is under test, compiling torch's headers is not needed
+# (tests/test_shards.py compiles the sharded TorchScript backend for real).
+STUB = REPO / "tests" / "stub_cxx.py"
+STUB_LAUNCHER = f"-DCMAKE_CXX_COMPILER_LAUNCHER={sys.executable};{STUB}"
+
+
+def _move_abs_to_supported(yaml: Path) -> None:
+    """`abs` leaves full_codegen for supported: its IR class and generated kernel go."""
+    text = yaml.read_text()
+    assert "\n  - abs\n" in text and "\nsupported:\n" in text
+    yaml.write_text(text.replace("\n  - abs\n", "\n", 1).replace("\nsupported:\n", "\nsupported:\n  - abs\n", 1))
+
+
+def _object_mtimes(bdir: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in bdir.rglob("*.o")}
+
+
+def test_shards_compile_one_object_per_shard(tmp_path):
+    """SHARDS 3: the listed, generated and compiled files are the README's
+    sharded names; moving one op recompiles only the kernel shard that held it."""
+    cmake = _cmake_or_skip("pypi")
+    ninja = _tool_or_skip("ninja")
+    _tool_or_skip("c++")
+    _lazygen_or_skip()
+    yaml = tmp_path / "ts_native_functions.yaml"
+    shutil.copyfile(TS_YAML, yaml)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "CMakeLists.txt").write_text(f"""cmake_minimum_required(VERSION 3.20)
+project(sharded LANGUAGES CXX)
+{INCLUDE}
+add_library(backend OBJECT)
+lazygen_generate(SOURCE_YAML "{yaml}" SHARDS 3 INCLUDE_PREFIX ts TARGET backend
+                 OUT_SOURCES srcs OUT_HEADERS hdrs)
+message(STATUS "SOURCES=${{srcs}}")
+message(STATUS "HEADERS=${{hdrs}}")
+""")
+    bdir = tmp_path / "build"
+    out = run([cmake, "-S", str(src), "-B", str(bdir), "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}",
+               STUB_LAUNCHER, *_lazygen_args()]).stdout
+    gen = bdir / "lazygen" / "ts"
+    sources = [f"LazyNativeFunctions_{i}.cpp" for i in range(3)] + [f"RegisterLazy_{i}.cpp" for i in range(3)]
+    sources.append("RegisterAutogradLazy.cpp")
+    headers = ["LazyIr.h", "LazyIrCommon.h", *(f"LazyIr_{i}.h" for i in range(3)), "LazyNonNativeIr.h",
+               "LazyNativeFunctions.h"]
+    assert sorted(_reported(out, "SOURCES").split(";")) == sorted(str(gen / s) for s in sources)
+    assert sorted(_reported(out, "HEADERS").split(";")) == sorted(str(gen / h) for h in headers)
+
+    first = run([ninja], cwd=bdir).stdout
+    assert ran_generator(first) == 1, first
+    assert sorted(p.name for p in gen.iterdir() if not p.name.startswith(".")) == sorted(sources + headers)
+    assert compiled(first) == {s + ".o" for s in sources}, first
+    assert run([ninja], cwd=bdir).stdout.strip() == "ninja: no work to do."
+
+    objects = _object_mtimes(bdir)
+    _move_abs_to_supported(yaml)
+    out = run([ninja], cwd=bdir).stdout
+    shard = zlib.crc32(b"abs") % 3  # the README's rule
+    assert ran_generator(out) == 1, out
+    assert compiled(out) == {f"LazyNativeFunctions_{shard}.cpp.o"}, out
+    new = _object_mtimes(bdir)
+    assert {n for n in objects if new[n] != objects[n]} == {f"LazyNativeFunctions_{shard}.cpp.o"}
+    assert run([ninja], cwd=bdir).stdout.strip() == "ninja: no work to do."
+
+
+@pytest.mark.parametrize("bad", ["0", "two", "-1", "1.5"])
+def test_bad_shards_is_fatal_and_names_the_argument(any_cmake, tmp_path, bad):
+    proc = configure(any_cmake, tmp_path, INCLUDE + f'lazygen_generate(SOURCE_YAML "{TS_YAML}" SHARDS {bad})\n',
+                     check=False)
+    assert proc.returncode != 0, proc.stdout
+    assert f"SHARDS must be a whole number of at least 1, not '{bad}'" in " ".join(proc.stdout.split()), proc.stdout
