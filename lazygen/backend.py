@@ -345,14 +345,23 @@ def _resolve(spec: BackendSpec, key: str, entry: OpEntry, catalogue: Catalogue, 
         return None
     if str(name) in catalogue:
         return str(name)
-    same_base = sorted(n for n in catalogue.order if n.split(".", 1)[0] == name.name)
-    if same_base:
-        hint = "its overloads are: " + ", ".join(same_base[:12]) + (", ..." if len(same_base) > 12 else "")
-    else:
-        close = _closest(entry.text, list(catalogue.order))
-        hint = f"did you mean '{close}'?" if close else None
-    errors.append(Diagnostic(spec.path, entry.line, entry.col, f"unknown operator '{entry.text}' under '{key}'", hint))
+    errors.append(Diagnostic(spec.path, entry.line, entry.col, f"unknown operator '{entry.text}' under '{key}'",
+                             unknown_operator_hint(entry.text, name.name, catalogue)))
     return None
+
+
+def unknown_operator_hint(text: str, base: str, catalogue: Catalogue, n: int = 1) -> str | None:
+    """What to suggest for an operator name `text` (base name `base`) the
+    catalogue lacks: its overloads, else the `n` closest names."""
+    import difflib
+
+    same_base = sorted(n for n in catalogue.order if n.split(".", 1)[0] == base)
+    if same_base:
+        return "its overloads are: " + ", ".join(same_base[:12]) + (", ..." if len(same_base) > 12 else "")
+    close = [f"'{c}'" for c in difflib.get_close_matches(text, list(catalogue.order), n=n)]
+    if not close:
+        return None
+    return "did you mean " + (close[0] if len(close) == 1 else ", ".join(close[:-1]) + " or " + close[-1]) + "?"
 
 
 def check_backend(spec: BackendSpec, catalogue: Catalogue) -> tuple[CheckedBackend, list[Diagnostic]]:

@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from lazygen.options import CUSTOMISATION_KEYWORDS, DEFAULT_SHAPE_INFERENCE_HDR, Options
 
-    p = argparse.ArgumentParser(prog="lazygen", description="Generate the C++ sources of a PyTorch lazy-tensor backend.")
+    p = argparse.ArgumentParser(prog="lazygen", description="Generate the C++ sources of a PyTorch lazy-tensor backend.",
+                                epilog="Also: 'lazygen explain -s YAML OP...' (what is generated for an op, and what you write) "
+                                       "and 'lazygen init DIR --name NAME' (start a backend project); each takes --help.")
     p.add_argument("-s", "--source-yaml", "--source_yaml", help="the backend yaml (<backend>_native_functions.yaml)")
     p.add_argument("-o", "--output-dir", "--output_dir", help="folder to write the generated files into")
     p.add_argument("--dry-run", "--dry_run", action="store_true", help="check everything, write nothing")
@@ -140,6 +142,9 @@ def cmake_dir():
     return package / "cmake"
 
 
+# `lazygen explain ...` and `lazygen init ...`: each its own module with a main(argv).
+SUBCOMMANDS = {"explain": "lazygen.explain", "init": "lazygen.init"}
+
 # Command lines that never take the fast path (they generate nothing).
 _NOT_GENERATING = ("--list-outputs", "--dry-run", "--dry_run", "--cmake-dir", "--version", "-h", "--help", "--write-missing-shapes")
 
@@ -149,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started_ns = time.time_ns()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     from lazygen import fastpath
 
     generating = not any(a.split("=", 1)[0] in _NOT_GENERATING for a in argv)

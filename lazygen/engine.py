@@ -309,6 +309,16 @@ def write_shape_files(header: Path, included: str, every_decl: list[str], missin
     return header, source
 
 
+def kernel_definitions(text: str, class_name: str) -> dict[str, int]:
+    """How many definitions of each `<class_name>::<kernel>(` a C++ source
+    has (torchgen's check: a name after `::` only, not `x::<class_name>::`)."""
+    found: dict[str, int] = {}
+    for before, name in re.findall(rf"(.*){re.escape(class_name)}::\s*([\w\d]*)\(", text):
+        if not before.endswith(":"):
+            found[name] = found.get(name, 0) + 1
+    return found
+
+
 def check_kernels(options: Options, catalogue: Catalogue, checked: CheckedBackend, class_name: str, problems: _Problems) -> Path | None:
     """Every supported/autograd kernel (not full_codegen) must be defined in the impl file."""
     if options.impl_path is None:
@@ -326,11 +336,7 @@ def check_kernels(options: Options, catalogue: Catalogue, checked: CheckedBacken
     for op in catalogue.order:
         if op in kernels and op not in full:
             expected.setdefault(kernels[op], []).append(catalogue.function(op))
-    pattern = re.compile(rf"(.*){re.escape(class_name)}::\s*([\w\d]*)\(")
-    found: dict[str, int] = {}
-    for before, name in pattern.findall(text):
-        if not before.endswith(":"):
-            found[name] = found.get(name, 0) + 1
+    found = kernel_definitions(text, class_name)
     for name, funcs in expected.items():
         have = found.get(name, 0)
         if have != len(funcs):

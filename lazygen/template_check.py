@@ -20,7 +20,8 @@ extend, include or import. It reports what Jinja would silently accept:
 template into a diagnostic at the template's file and line, with a hint.
 
 `template_blocks` lists the blocks of every stock template and which
-override replaces each (for tools that explain where generated text comes
+override replaces each, and `active_override` which file replaces a whole
+template (for `lazygen explain`, which tells where generated text comes
 from).
 """
 
@@ -544,6 +545,13 @@ def stock_block_tree(env: jinja2.Environment, name: str) -> tuple[Block, ...]:
     """The blocks of stock template `name` from its AST, in source order."""
     path = TEMPLATE_DIR / name
     return parse_template(env, path.read_text(encoding="utf-8"), STOCK_PREFIX + name, str(path)).blocks
+
+
+def active_override(name: str, template_dirs: Sequence[Path]) -> Path | None:
+    """The file of the override folders that replaces stock template `name`
+    (found the way rendering finds it), or None when lazygen's is used."""
+    path = _Folders([Path(d) for d in template_dirs if Path(d).is_dir()]).find(name)
+    return None if path is None or _is_stock(path) else path
 
 
 def template_blocks(template_dirs: Sequence[Path] = (), env: jinja2.Environment | None = None) -> dict[str, tuple[StockBlock, ...]]:
