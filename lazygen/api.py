@@ -3,16 +3,18 @@ drop-in replacement for torchgen's run_gen_lazy_tensor."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lazygen import plan
+from lazygen import plan, releases
 from lazygen.errors import Diagnostic, UserError
-from lazygen.locate import default_aten_path
+from lazygen.locate import default_aten_path, torch_version_near
 from lazygen.options import DEFAULT_SHAPE_INFERENCE_HDR, Options
+from lazygen.releases import Release
 
 if TYPE_CHECKING:
     from lazygen.backend import BackendSpec
@@ -48,12 +50,22 @@ def catalogue_files(options: Options) -> tuple[Path, Path]:
     return native, tags
 
 
+def choose_release(options: Options, native: Path) -> tuple[Release, list[Diagnostic], Path | None]:
+    """The torch release to reproduce (lazygen.releases), the notes about
+    the choice, and the file the catalogue's version was read from."""
+    found = torch_version_near(native)
+    release, notes = releases.choose(options.torch_version, found, native)
+    return release, notes, found[1] if found is not None else None
+
+
 def list_outputs(options: Options) -> list[Path]:
     """The output paths a run with these options writes; reads only the
     yaml's `backend:` and whether it has an `autograd:` section."""
     from lazygen.backend import read_backend_header
 
     plan.check_shards(options.shards)
+    if options.torch_version is not None:
+        releases.choose(options.torch_version, None, Path(options.source_yaml))  # a bad flag fails here too
     backend, autograd = read_backend_header(Path(options.source_yaml))
     return [Path(options.output_dir) / name for name in plan.output_names(backend, autograd, options.shards)]
 
@@ -67,9 +79,13 @@ def generate(options: Options) -> Result:
     plan.check_shards(options.shards)
     spec = load_spec(options)
     native, tags = catalogue_files(options)
-    catalogue = load_catalogue(native, tags)
+    release, notes, version_file = choose_release(options, native)
+    catalogue = load_catalogue(native, tags, release)
+    # The file naming the release is an input too: upgrading torch reruns.
+    read = (native, tags) + ((version_file,) if version_file is not None else ())
     try:
-        return _render_and_commit(options, catalogue, spec, native, tags)
+        result = _render_and_commit(options, catalogue, spec, read, release)
+        return dataclasses.replace(result, warnings=tuple(notes) + result.warnings)
     except UserError:
         raise
     except Exception as err:
@@ -82,12 +98,12 @@ def generate(options: Options) -> Result:
         raise diagnostic from None
 
 
-def _render_and_commit(options: Options, catalogue: Catalogue, spec: BackendSpec, native: Path, tags: Path) -> Result:
+def _render_and_commit(options: Options, catalogue: Catalogue, spec: BackendSpec, read: tuple[Path, ...], release: Release) -> Result:
     from lazygen.commit import Staged, commit, stage
     from lazygen.engine import render_outputs
 
-    rendered = render_outputs(options, catalogue, spec)
-    inputs = (Path(options.source_yaml), native, tags) + rendered.inputs
+    rendered = render_outputs(options, catalogue, spec, release)
+    inputs = (Path(options.source_yaml),) + read + rendered.inputs
     out_dir = Path(options.output_dir)
     names = plan.output_names(spec.backend, spec.has_autograd, options.shards)
     outputs = tuple(out_dir / n for n in names)
@@ -174,6 +190,7 @@ def run_gen_lazy_tensor(
     template_dirs: tuple = (),
     allow_uncompilable: bool = False,
     warnings_as_errors: bool = False,
+    torch_version: str | None = None,
 ) -> None:
     """torchgen 2.13's run_gen_lazy_tensor, same keywords and defaults
     (gen_ts_lowerings replaces lazy_ir_generator). Raises UserError on bad
@@ -212,6 +229,7 @@ def run_gen_lazy_tensor(
         template_dirs=tuple(Path(d) for d in template_dirs),
         allow_uncompilable=allow_uncompilable,
         warnings_as_errors=warnings_as_errors,
+        torch_version=torch_version,
     )
     for w in generate(options).warnings:
         print(w.format(), file=sys.stderr)

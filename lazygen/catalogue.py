@@ -14,6 +14,7 @@ from functools import lru_cache
 from operator import attrgetter
 from typing import Iterable, Iterator, Union
 
+from lazygen.releases import NEWEST, Release
 from lazygen.schema import (
     Annotation,
     Argument,
@@ -452,21 +453,23 @@ def _pre_group(functions: list[NativeFunction], keys: dict[str, str]) -> dict[st
     return groups
 
 
-def _add_autogen(functions: list[NativeFunction], keys: dict[str, str]) -> None:
-    """Append the out= and functional variants torch's codegen generates."""
+def _add_autogen(functions: list[NativeFunction], keys: dict[str, str], release: Release) -> None:
+    """Append the out= and functional variants torch's codegen generates
+    (as that of `release` does)."""
+    base_kinds = (Kind.mutable, Kind.inplace) if release.autogen_mutable_first else (Kind.inplace, Kind.mutable)
     for d in _pre_group(functions, keys).values():
         if all(f.manual_cpp_binding for f in d.values()):
             continue
         if any(f.is_view_op and f.op.split(".", 1)[0] != "set_" for f in d.values()):
             continue
-        is_core = any("core" in f.tags for f in d.values())
+        is_core = release.autogen_core_composites and any("core" in f.tags for f in d.values())
         if all(f.has_composite_implicit_autograd_kernel for f in d.values()) and not is_core:
             continue
         if Kind.out in d and len(d) == 1:
             continue
         if Kind.inplace in d and d[Kind.inplace].op in _INPLACE_NOT_GROUPED:
             continue
-        base = d.get(Kind.mutable) or d.get(Kind.inplace) or d.get(Kind.out) or d.get(Kind.functional)
+        base = next((d[k] for k in base_kinds + (Kind.out, Kind.functional) if k in d), None)
         if base is None:
             continue
         base_valid = base.kind is Kind.inplace or any(is_tensor_like(r.type) for r in base.func.returns)
@@ -503,9 +506,10 @@ def _sort_key(item: Grouped) -> str:
     return f.op.split(".", 1)[0]
 
 
-def build_catalogue(native_entries: Iterable[object], tag_entries: object) -> Catalogue:
+def build_catalogue(native_entries: Iterable[object], tag_entries: object, release: Release = NEWEST) -> Catalogue:
     """Model of native_functions.yaml entries (dicts with '__line__'; any
-    iterable, consumed once) and tags.yaml entries."""
+    iterable, consumed once) and tags.yaml entries, as torchgen of `release`
+    builds it."""
     valid_tags = parse_tags(tag_entries)
     if isinstance(native_entries, (dict, str)) or not hasattr(native_entries, "__iter__"):
         raise CatalogueError("native_functions.yaml must be a list of entries")
@@ -515,7 +519,7 @@ def build_catalogue(native_entries: Iterable[object], tag_entries: object) -> Ca
             raise CatalogueError(f"entry is not a mapping: {e!r}")
         functions.append(_parse_entry(e, int(e.get("__line__", 0)), valid_tags))
     keys: dict[str, str] = {}
-    _add_autogen(functions, keys)
+    _add_autogen(functions, keys, release)
     grouped = sorted(_group(functions, keys), key=_sort_key)
     keys = frozenset(k for f in functions for k in f.dispatch_keys)
     return Catalogue.of(functions, grouped, keys)

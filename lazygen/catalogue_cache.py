@@ -3,8 +3,9 @@ content-addressed cache.
 
 Parsing native_functions.yaml and building the model is most of a run's
 cost, so the built model is pickled under the cache folder, keyed by the
-bytes of both yaml files and lazygen's version. An entry that cannot be read
-or does not hold what its key promises is ignored and rebuilt."""
+bytes of both yaml files, lazygen's version and what the model takes from
+the torch release reproduced (lazygen.releases). An entry that cannot be
+read or does not hold what its key promises is ignored and rebuilt."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from lazygen.catalogue import Catalogue, CatalogueError, build_catalogue
 from lazygen.errors import UserError
+from lazygen.releases import NEWEST, Release
 
 if TYPE_CHECKING:
     from lazygen.backend import BackendSpec
@@ -38,14 +40,14 @@ def _model_source() -> bytes:
     meet pickles of the old classes (this matters for source checkouts,
     where the version does not change with every edit)."""
     here = Path(__file__).parent
-    return b"".join((here / name).read_bytes() for name in ("catalogue.py", "schema.py"))
+    return b"".join((here / name).read_bytes() for name in ("catalogue.py", "schema.py", "releases.py"))
 
 
-def _key(native_bytes: bytes, tags_bytes: bytes) -> str:
+def _key(native_bytes: bytes, tags_bytes: bytes, release: str) -> str:
     from lazygen import __version__
 
     h = hashlib.sha256()
-    for part in (_FORMAT.encode(), __version__.encode(), _model_source(), native_bytes, b"\0tags\0", tags_bytes):
+    for part in (_FORMAT.encode(), __version__.encode(), _model_source(), release.encode(), native_bytes, b"\0tags\0", tags_bytes):
         h.update(len(part).to_bytes(8, "little"))
         h.update(part)
     return h.hexdigest()
@@ -145,9 +147,10 @@ def _store(entry: Path, key: str, catalogue: object) -> None:
         pass  # a cache we cannot write only costs time
 
 
-def load_catalogue(native_path: Path, tags_path: Path, *, use_cache: bool = True) -> Catalogue:
+def load_catalogue(native_path: Path, tags_path: Path, release: Release = NEWEST, *, use_cache: bool = True) -> Catalogue:
+    """The catalogue as torchgen of `release` builds it (lazygen.releases)."""
     native_bytes, tags_bytes = _read(native_path), _read(tags_path)
-    key = _key(native_bytes, tags_bytes)
+    key = _key(native_bytes, tags_bytes, release.catalogue_facts)
     entry = cache_dir() / f"catalogue-{key}.pickle"
     if use_cache and entry.exists():
         del native_bytes, tags_bytes  # not needed to load a cached model; keep peak memory low
@@ -157,7 +160,7 @@ def load_catalogue(native_path: Path, tags_path: Path, *, use_cache: bool = True
         native_bytes, tags_bytes = _read(native_path), _read(tags_path)
     try:
         tags = _parse_yaml(tags_path, tags_bytes)
-        catalogue = build_catalogue(_parse_entries(native_path, native_bytes), tags)
+        catalogue = build_catalogue(_parse_entries(native_path, native_bytes), tags, release)
     except CatalogueError as err:
         raise UserError.at(str(native_path), err.line, 1 if err.line else None, f"unexpected operator catalogue: {err}") from None
     # Let the parsed schemas of all 3,101 functions go before pickling (whose

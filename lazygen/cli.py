@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-uncompilable", action="store_true",
                    help="write torchgen's code even for full_codegen/ir_gen ops whose code would not compile "
                         "(each is a warning instead of an error)")
+    p.add_argument("--torch-version", metavar="X.Y[.Z]",
+                   help="write what torchgen of this torch release writes (2.5 to 2.15; default: the version of "
+                        "the torch whose catalogue is used, else the newest)")
     p.add_argument("--cmake-dir", action="store_true", help="print the folder holding LazyGenConfig.cmake and exit")
     p.add_argument("--version", action="store_true", help="print lazygen's version and exit")
     for name in CUSTOMISATION_KEYWORDS:
@@ -126,6 +129,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         warnings_as_errors=args.warnings_as_errors,
         write_missing_shapes=Path(args.write_missing_shapes) if args.write_missing_shapes else None,
         allow_uncompilable=args.allow_uncompilable,
+        torch_version=args.torch_version,
         **custom,
     )
 

@@ -35,6 +35,7 @@ _BASE_CPP = {
     "Stream": "at::Stream",
     "SymInt": "c10::SymInt",
     "SymBool": "c10::SymBool",
+    "Dimname": "at::Dimname",  # named-tensor ops, in catalogues before torch 2.13
 }
 
 
@@ -116,6 +117,8 @@ def argument_type(t: Type, *, mutable: bool, flavor: Flavor) -> str:
         return "at::ArrayRef<at::Scalar>"
     if elem == "Tensor?":
         return "const c10::List<::std::optional<at::Tensor>> &"
+    if elem == "Dimname":
+        return "at::DimnameList"
     return f"at::ArrayRef<{argument_type(t.elem, mutable=mutable, flavor=flavor)}>"
 
 

@@ -25,6 +25,7 @@ from lazygen.kernel_view import KernelContext, kernel, shape_declaration, uses_m
 from lazygen.lazy import NON_NATIVE_PROPERTIES, lazy_ir_schema
 from lazygen.locate import torch_include_dir
 from lazygen.options import Options
+from lazygen.releases import NEWEST, Release
 from lazygen.register_view import Wrapper, group_wrappers
 
 if TYPE_CHECKING:
@@ -347,7 +348,8 @@ def check_kernels(options: Options, catalogue: Catalogue, checked: CheckedBacken
     return path
 
 
-def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) -> Rendered:
+def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec, release: Release = NEWEST) -> Rendered:
+    """`release`: the torch release whose torchgen output to reproduce."""
     checked, backend_errors = check_backend(spec, catalogue)
     problems = _Problems(spec, checked)
     problems.items += backend_errors
@@ -361,7 +363,7 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
     # its memory can be reused.
     from lazygen.render import ElementRenderer, finish_block, make_environment, template_files
 
-    env = make_environment(options.template_dirs)
+    env = make_environment(options.template_dirs, strip_lines=release.strip_lines)
     warnings: tuple[Diagnostic, ...] = ()
     if options.template_dirs:
         from lazygen.template_check import check_overrides
@@ -377,8 +379,9 @@ def render_outputs(options: Options, catalogue: Catalogue, spec: BackendSpec) ->
     class_name = f"{spec.backend}NativeFunctions"
     prologue, epilogue = namespace_lines(spec.cpp_namespace)
     common = {"options": options, "names": names, "namespace_prologue": prologue,
-              "namespace_epilogue": epilogue, "generated_by": options.generated_by}
-    elements = build_elements(options, catalogue, checked, names, class_name, ElementRenderer(env, common, stop=lambda: bool(problems.items)), problems)
+              "namespace_epilogue": epilogue, "generated_by": options.generated_by, "release": release}
+    renderer = ElementRenderer(env, common, stop=lambda: bool(problems.items), strip_lines=release.strip_lines)
+    elements = build_elements(options, catalogue, checked, names, class_name, renderer, problems)
     register = elements.register
     inputs: list[Path] = []
     shape_file = check_shape_inference(options, elements.shape_decls, problems)

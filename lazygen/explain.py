@@ -44,7 +44,7 @@ class _Run:
     """What every operator's explanation shares: the inputs, read once."""
 
     def __init__(self, options: Options) -> None:
-        from lazygen.api import catalogue_files
+        from lazygen.api import catalogue_files, choose_release
         from lazygen.catalogue_cache import load_catalogue
         from lazygen.engine import load_spec
 
@@ -52,7 +52,8 @@ class _Run:
         self.options = options
         self.spec = load_spec(options)
         self.native, tags = catalogue_files(options)
-        self.catalogue: Catalogue = load_catalogue(self.native, tags)
+        # The catalogue as the torch release reproduced builds it (its autogen differs).
+        self.catalogue: Catalogue = load_catalogue(self.native, tags, choose_release(options, self.native)[0])
         self.checked, self.errors = check_backend(self.spec, self.catalogue)
         self.class_name = f"{self.spec.backend}NativeFunctions"
         self.group_of = {op: group for group in self.catalogue.groups for op in group if op}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 
@@ -31,3 +32,44 @@ def torch_include_dir() -> Path | None:
         return None
     include = torch / "include"
     return include if include.is_dir() else None
+
+
+def torch_version_near(catalogue: Path) -> tuple[str, Path] | None:
+    """The version of the torch distribution whose torchgen holds this
+    catalogue file, and the file it was read from: torch-*.dist-info/METADATA,
+    else torch/version.py, beside the torchgen folder. None when the file is
+    not inside a torchgen folder (a source checkout, a copy) or neither says."""
+    for path in dict.fromkeys((Path(catalogue).absolute(), Path(catalogue).resolve())):
+        torchgen = next((p for p in path.parents if p.name == "torchgen"), None)
+        if torchgen is None:
+            continue
+        found = _dist_info_version(torchgen.parent) or _version_py(torchgen.parent / "torch" / "version.py")
+        if found is not None:
+            return found
+    return None
+
+
+def _dist_info_version(site: Path) -> tuple[str, Path] | None:
+    found = {}
+    for metadata in sorted(site.glob("torch-*.dist-info/METADATA")):
+        try:
+            with metadata.open(encoding="utf-8") as f:
+                for line in f:
+                    if not line.strip():
+                        break  # the end of the headers
+                    if line.startswith("Version:"):
+                        found.setdefault(line.split(":", 1)[1].strip(), metadata)
+                        break
+        except (OSError, UnicodeDecodeError):
+            continue
+    # Two torch dist-infos that disagree (a botched upgrade) say nothing for sure.
+    return next(iter(found.items())) if len(found) == 1 else None
+
+
+def _version_py(path: Path) -> tuple[str, Path] | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    m = re.search(r"""^__version__\s*=\s*['"]([^'"]+)['"]""", text, re.MULTILINE)
+    return (m.group(1), path) if m else None

@@ -1,5 +1,6 @@
 """Every generator option, in one frozen dataclass shared by the CLI, the
-Python API and the build adapters. Defaults are torchgen 2.13's."""
+Python API and the build adapters. Defaults are torchgen's (the same in
+every torch release lazygen reproduces)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,9 @@ class Options:
     # not compile (lazygen.compilable); each such op is then a warning.
     allow_uncompilable: bool = False
     warnings_as_errors: bool = False  # a warning (an unused template, say) fails the run
+    # The torch release whose torchgen output to reproduce ("2.8", "2.8.0";
+    # lazygen.releases). Default: the catalogue's torch, else the newest.
+    torch_version: str | None = None
 
     def fingerprint(self) -> str:
         """A stable text of every option that can change the outputs (for the no-op check)."""

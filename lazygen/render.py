@@ -11,6 +11,7 @@ with {% extends "lazygen/<name>" %} and replace just some blocks.
 from __future__ import annotations
 
 import textwrap
+from functools import partial
 from itertools import chain
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -26,10 +27,12 @@ PER_ELEMENT = {"ir_node.j2": "IR node class", "native_function.j2": "kernel"}
 NODE_TEMPLATE, KERNEL_TEMPLATE = PER_ELEMENT
 
 
-def layout_element(text: str) -> str:
+def layout_element(text: str, strip_lines: bool = True) -> str:
     """One element of a block as torchgen lays it out: its lines, each
-    right-stripped. (An empty element has no lines: leave it out.)"""
-    return "\n".join(map(str.rstrip, text.splitlines()))
+    right-stripped (torchgen 2.8 on; `strip_lines`, see lazygen.releases).
+    (An empty element has no lines: leave it out.)"""
+    lines = text.splitlines()
+    return "\n".join(map(str.rstrip, lines) if strip_lines else lines)
 
 
 def finish_block(texts: list[str]) -> list[str]:
@@ -49,11 +52,14 @@ def layout_block(texts: list[str]) -> str:
     return "\n".join(finish_block(texts))
 
 
-def codeblock(value: object, indent: str = "") -> str:
+def codeblock(value: object, indent: str = "", strip_lines: bool = True) -> str:
     """Lay out a value the way torchgen's code templates lay out a
     substitution at the start of a line: each element's lines, indented,
-    right-stripped, the whole right-stripped."""
+    right-stripped, the whole right-stripped. Without `strip_lines` (before
+    torchgen 2.8) every line, blank ones too, is indented and kept as it is."""
     items = [value] if isinstance(value, str) else [str(v) for v in value]
+    if not strip_lines:
+        return "".join(f"{indent}{line}\n" for item in items for line in item.splitlines()).rstrip()
     if indent:
         lines = "\n".join(chain.from_iterable(map(str.splitlines, items)))
         return "\n".join(map(str.rstrip, textwrap.indent(lines, indent).splitlines())).rstrip()
@@ -74,7 +80,7 @@ class ElementRenderer:
     Nothing is rendered once `stop()` is true: a run with problems reports
     them and writes nothing, so its texts would be thrown away."""
 
-    def __init__(self, env: jinja2.Environment, common: dict, stop: Callable[[], bool]) -> None:
+    def __init__(self, env: jinja2.Environment, common: dict, stop: Callable[[], bool], strip_lines: bool = True) -> None:
         self.node_template = env.get_template(NODE_TEMPLATE)
         self.kernel_template = env.get_template(KERNEL_TEMPLATE)
         # Each template's globals merged with the run's variables once, not
@@ -83,19 +89,20 @@ class ElementRenderer:
         self.node_vars = {**self.node_template.globals, **common}
         self.kernel_vars = {**self.kernel_template.globals, **common}
         self.stop = stop
+        self.strip_lines = strip_lines
 
     def node(self, texts: list[str], node: object) -> None:
         """Append the class of one IrNode to `texts`."""
         if not self.stop():
-            _render_into(texts, self.node_template, {**self.node_vars, "node": node})
+            _render_into(texts, self.node_template, {**self.node_vars, "node": node}, self.strip_lines)
 
     def kernel(self, texts: list[str], k: object) -> None:
         """Append one Kernel's definition to `texts`."""
         if not self.stop():
-            _render_into(texts, self.kernel_template, {**self.kernel_vars, "k": k})
+            _render_into(texts, self.kernel_template, {**self.kernel_vars, "k": k}, self.strip_lines)
 
 
-def _render_into(texts: list[str], template: jinja2.Template, variables: dict) -> None:
+def _render_into(texts: list[str], template: jinja2.Template, variables: dict, strip_lines: bool) -> None:
     # What Template.render does, with variables that already hold the
     # template's globals (shared=True: used as they are).
     try:
@@ -103,7 +110,7 @@ def _render_into(texts: list[str], template: jinja2.Template, variables: dict) -
     except Exception:
         template.environment.handle_exception()  # re-raises, naming the template's file and line
     if text:
-        texts.append(layout_element(text))
+        texts.append(layout_element(text, strip_lines))
 
 
 class _BestEffortCache(jinja2.FileSystemBytecodeCache):
@@ -136,7 +143,8 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
     return _BestEffortCache(str(folder))
 
 
-def make_environment(template_dirs: Sequence[Path] = ()) -> jinja2.Environment:
+def make_environment(template_dirs: Sequence[Path] = (), strip_lines: bool = True) -> jinja2.Environment:
+    """`strip_lines`: the layout of the torch release reproduced (lazygen.releases)."""
     stock = jinja2.FileSystemLoader(str(TEMPLATE_DIR))
     loader = jinja2.ChoiceLoader(
         [
@@ -154,7 +162,7 @@ def make_environment(template_dirs: Sequence[Path] = ()) -> jinja2.Environment:
         autoescape=False,
         bytecode_cache=_bytecode_cache(),
     )
-    env.filters["codeblock"] = codeblock
+    env.filters["codeblock"] = partial(codeblock, strip_lines=strip_lines)
     env.filters["squash"] = squash
     return env
 

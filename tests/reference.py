@@ -160,10 +160,15 @@ class Result:
 
 
 class _DriverProcess:
-    """One `reference_driver.py --serve` process; a JSON batch per line."""
+    """One `reference_driver.py --serve` process; a JSON batch per line.
+    With a torchgen root, that folder comes first on its PYTHONPATH."""
 
-    def __init__(self, python: str) -> None:
+    def __init__(self, python: str, torchgen_root: Path | None = None) -> None:
         self._python = python
+        self._env = None
+        if torchgen_root is not None:
+            path = [str(torchgen_root)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            self._env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
         self._proc: subprocess.Popen[str] | None = None
 
     def ask(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -174,6 +179,7 @@ class _DriverProcess:
                 stdout=subprocess.PIPE,
                 text=True,
                 encoding="utf-8",
+                env=self._env,
             )
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._proc.stdin.write(json.dumps(batch) + "\n")
@@ -206,14 +212,26 @@ def _digest(data: bytes) -> str:
 
 
 class Reference:
-    """Runs torchgen's lazy-tensor generator and remembers the answers."""
+    """Runs torchgen's lazy-tensor generator and remembers the answers.
 
-    def __init__(self, python: str = sys.executable, cache_dir: Path | None = None):
-        self._driver = _DriverProcess(python)
+    By default the installed torchgen runs. `torchgen_root` is a folder
+    holding another release's torchgen/ (and its torch-*.dist-info and
+    torch/include/..., see tests/torch_releases.py): that release runs instead.
+    """
+
+    def __init__(self, python: str = sys.executable, cache_dir: Path | None = None, torchgen_root: Path | None = None):
+        self._driver = _DriverProcess(python, torchgen_root)
         self._cache_dir = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "lazygen-reference"
         self._results: dict[str, Result] = {}
         self._probe: dict[str, dict[str, Any]] | None = None
-        self.include_dirs = torch_include_dirs() or []
+        if torchgen_root is None:
+            self.torch_version = torch_version()
+            self.include_dirs = torch_include_dirs() or []
+        else:
+            root = Path(torchgen_root)
+            dist_infos = sorted(root.glob("torch-*.dist-info"))
+            self.torch_version = dist_infos[0].name[len("torch-"):-len(".dist-info")] if dist_infos else None
+            self.include_dirs = [root / "torch" / "include"]
 
     def close(self) -> None:
         self._driver.close()
@@ -300,7 +318,7 @@ class Reference:
         if self._probe is not None:
             return self._probe
         stamp = _digest(DRIVER.read_bytes())[:16]
-        path = self._cache_dir / f"probe-torch{torch_version()}-{stamp}.json"
+        path = self._cache_dir / f"probe-torch{self.torch_version}-{stamp}.json"
         if path.is_file():
             self._probe = json.loads(path.read_text(encoding="utf-8"))["ops"]
             return self._probe
