@@ -56,6 +56,7 @@ def _lazy_codegen_impl(ctx):
     _add_flag(args, "--node-base-hdr", ctx.attr.node_base_hdr)
     _add_flag(args, "--tensor-class", ctx.attr.tensor_class)
     _add_flag(args, "--tensor-class-hdr", ctx.attr.tensor_class_hdr)
+    _add_flag(args, "--torch-version", ctx.attr.torch_version)
 
     # The include spelling and the file read for the check are separate: the
     # header is a declared input wherever Bazel puts it.
@@ -164,6 +165,10 @@ and `sources` split them for a cc_library (see examples/bazel).""",
         "per_operator_headers": attr.bool(doc = "Include per-operator ATen headers."),
         "gen_forced_fallback_code": attr.bool(doc = "--gen-forced-fallback-code."),
         "qualify_names": attr.bool(doc = "--qualify-names."),
+        "torch_version": attr.string(
+            doc = "--torch-version: the torch release (\"2.8\", 2.5 to 2.15) whose torchgen output to write. " +
+                  "Set it: the catalogue labels carry no torch metadata, so empty means the newest release, with a note.",
+        ),
         "include_prefix": attr.string(
             doc = "Generated files include each other as <include_prefix/LazyIr.h>; " +
                   "empty means the package path + '/' + name.",

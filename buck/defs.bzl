@@ -56,6 +56,7 @@ def lazy_codegen(
         per_operator_headers = False,
         gen_forced_fallback_code = False,
         qualify_names = False,
+        torch_version = None,
         include_prefix = None,
         template_dirs = [],
         extra_args = [],
@@ -89,6 +90,8 @@ def lazy_codegen(
       per_operator_headers: include per-operator ATen headers.
       gen_forced_fallback_code: `--gen-forced-fallback-code`.
       qualify_names: `--qualify-names`.
+      torch_version: `--torch-version`, the torch release ("2.8"; 2.5 to 2.15) whose
+        torchgen output to write; unset means the newest, with a note.
       include_prefix: generated files include each other as `<include_prefix/LazyIr.h>`;
         unset means the package path joined with `name`.
       template_dirs: labels of folders (filegroups) of Jinja2 template overrides.
@@ -136,6 +139,7 @@ def lazy_codegen(
     words += _flag_words("--per-operator-headers", per_operator_headers)
     words += _flag_words("--gen-forced-fallback-code", gen_forced_fallback_code)
     words += _flag_words("--qualify-names", qualify_names)
+    words += _option_words("--torch-version", torch_version)
     words += ["--include-prefix", _quote(include_prefix)]
     for folder in template_dirs:
         if not _is_label(folder):

@@ -38,15 +38,14 @@ def torch_version_near(catalogue: Path) -> tuple[str, Path] | None:
     """The version of the torch distribution whose torchgen holds this
     catalogue file, and the file it was read from: torch-*.dist-info/METADATA,
     else torch/version.py, beside the torchgen folder. None when the file is
-    not inside a torchgen folder (a source checkout, a copy) or neither says."""
-    for path in dict.fromkeys((Path(catalogue).absolute(), Path(catalogue).resolve())):
-        torchgen = next((p for p in path.parents if p.name == "torchgen"), None)
-        if torchgen is None:
-            continue
-        found = _dist_info_version(torchgen.parent) or _version_py(torchgen.parent / "torch" / "version.py")
-        if found is not None:
-            return found
-    return None
+    not inside a torchgen folder (a source checkout, a copy) or neither says.
+
+    Symbolic links are not followed: in a build sandbox the catalogue links
+    to a file whose neighbours are no declared inputs."""
+    torchgen = next((p for p in Path(catalogue).absolute().parents if p.name == "torchgen"), None)
+    if torchgen is None:
+        return None
+    return _dist_info_version(torchgen.parent) or _version_py(torchgen.parent / "torch" / "version.py")
 
 
 def _dist_info_version(site: Path) -> tuple[str, Path] | None:

@@ -317,6 +317,7 @@ def test_lazygen_action_is_one_hermetic_tool_run(scenario):
     for flag, value in [
         ("--include-prefix", PREFIX),
         ("--expect-backend", "Lazy"),
+        ("--torch-version", "2.13"),
         ("--shape-inference-file", "external/torch/torch/include/torch/csrc/lazy/core/shape_inference.h"),
     ]:
         assert args[args.index(flag) + 1] == value

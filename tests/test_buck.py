@@ -83,6 +83,7 @@ lazy_codegen(
     tensor_class_hdr = "it's a header.h",
     impl = "xla_kernels.cpp",
     include_prefix = "xla/gen",
+    torch_version = "2.8",
     template_dirs = ["//templates:overrides"],
     extra_args = ["--qualify-names"],
     visibility = ["PUBLIC"],
@@ -265,6 +266,7 @@ def test_command_words_reach_the_tool_as_written(rules, project, targets, tmp_pa
     assert value("--tensor-class-hdr") == "it's a header.h"
     assert value("--tensor-class") == "torch_xla::XLATensor"
     assert value("--include-prefix") == "xla/gen"
+    assert value("--torch-version") == "2.8"
     assert argv[-1] == "--qualify-names"
 
 
