@@ -52,10 +52,11 @@ def catalogue_files(options: Options) -> tuple[Path, Path]:
 
 def choose_release(options: Options, native: Path) -> tuple[Release, list[Diagnostic], Path | None]:
     """The torch release to reproduce (lazygen.releases), the notes about
-    the choice, and the file the catalogue's version was read from."""
+    the choice, and the file that chose it (an input of the run), if any:
+    with --torch-version the catalogue's version file only feeds a note."""
     found = torch_version_near(native)
     release, notes = releases.choose(options.torch_version, found, native)
-    return release, notes, found[1] if found is not None else None
+    return release, notes, found[1] if found is not None and options.torch_version is None else None
 
 
 def list_outputs(options: Options) -> list[Path]:

@@ -113,11 +113,14 @@ def test_explicit_flag_for_a_catalogue_without_version(tmp_path: Path, installed
 def test_flag_and_catalogue_disagree_the_flag_wins_with_a_note(tmp_path: Path, installed_aten: Path, cache: Path) -> None:
     aten = site(tmp_path, installed_aten, metadata="2.13.0")
     metadata = tmp_path / "site" / "torch-2.13.0.dist-info" / "METADATA"
-    proc = ok(lazygen(tmp_path, cache, "--aten-path", aten, "--torch-version", "2.9"))
+    proc = ok(lazygen(tmp_path, cache, "--aten-path", aten, "--torch-version", "2.9", "--depfile", "out.d"))
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"{metadata}: note: ") and "2.13.0" in lines[0] and "2.9" in lines[0]
     assert OLD_TO_STRING in lazy_ir(tmp_path)
+    # The output follows the flag alone: the metadata is no dependency (a
+    # Bazel action, say, need not declare it).
+    assert "METADATA" not in (tmp_path / "out.d").read_text(encoding="utf-8")
     # A flag naming the catalogue's own release, less precisely, is no conflict.
     assert ok(lazygen(tmp_path, cache, "--aten-path", aten, "--torch-version", "2.13")).stderr == ""
 
