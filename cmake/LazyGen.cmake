@@ -15,22 +15,27 @@
 #     [QUALIFY_NAMES] [NO_SHAPE_INFERENCE_CHECK]
 #     [EXTRA_ARGS <arg>...]
 #     [TARGET <target>]        # gets the sources (PRIVATE), the include directory and a dependency
-#     [OUT_SOURCES <var>] [OUT_HEADERS <var>]
+#     [OUT_SOURCES <var>] [OUT_HEADERS <var>]   # the generated .cpp / .h paths
+#     [OUT_INCLUDE_DIR <var>]  # the folder to put on the include path
 #     [OUT_TARGET <var>])      # the custom target that runs the generator
 #
 # The generator is LAZYGEN_EXECUTABLE (a command, may be a list) if set, else
 # `${Python3_EXECUTABLE} -m lazygen`.
 #
+# The generated files work like any source: list them in add_library(),
+# add_custom_target(... DEPENDS), install(FILES), from this directory; use
+# the include directory from any other.
+#
 # How it stays incremental:
 # - The output names come from `lazygen --list-outputs` at configure time, and
 #   the yaml is a configure dependency, so adding an `autograd` section (one
 #   more output) reconfigures. Nothing is written at configure time.
-# - lazygen rewrites only files whose content changed. Makefiles have no
-#   restat, so the custom command's OUTPUT is a stamp touched on every run and
-#   the generated files are BYPRODUCTS: a yaml comment re-runs the generator
-#   and recompiles nothing. Ninja gets the same rule (it restats byproducts).
-# - lazygen's depfile, whose target is the stamp, lists every file it read
-#   (catalogue, shape header, templates), so those changes re-run it too.
+# - lazygen rewrites only files whose content changed, so a yaml comment
+#   re-runs the generator and recompiles nothing: Ninja restats the generated
+#   files (real outputs of the rule); Makefiles, which cannot, get a stamp
+#   rule plus one ordering-only rule per file (see below).
+# - lazygen's depfile lists every file it read (catalogue, shape header,
+#   templates), so those changes re-run it too.
 
 include_guard(GLOBAL)
 
@@ -47,7 +52,7 @@ function(lazygen_generate)
              QUALIFY_NAMES NO_SHAPE_INFERENCE_CHECK)
   set(_single SOURCE_YAML OUTPUT_DIR ATEN_PATH BACKEND_NAME NODE_BASE NODE_BASE_HDR
               TENSOR_CLASS TENSOR_CLASS_HDR SHAPE_INFERENCE_HDR SHAPE_INFERENCE_FILE IMPL_PATH
-              INCLUDE_PREFIX SHARDS TARGET OUT_SOURCES OUT_HEADERS OUT_TARGET)
+              INCLUDE_PREFIX SHARDS TARGET OUT_SOURCES OUT_HEADERS OUT_TARGET OUT_INCLUDE_DIR)
   set(_multi TEMPLATE_DIRS EXTRA_ARGS)
   cmake_parse_arguments(PARSE_ARGV 0 arg "${_flags}" "${_single}" "${_multi}")
 
@@ -200,20 +205,60 @@ function(lazygen_generate)
   set(_depfile "${CMAKE_CURRENT_BINARY_DIR}/CMakeFiles/${_owner}.d")
   cmake_path(RELATIVE_PATH arg_SOURCE_YAML BASE_DIRECTORY "${CMAKE_SOURCE_DIR}" OUTPUT_VARIABLE _yaml_shown)
 
-  add_custom_command(
-    OUTPUT "${_stamp}"
-    BYPRODUCTS ${_headers} ${_sources}
-    COMMAND ${_lazygen} ${_args} --depfile "${_depfile}" --depfile-target "${_stamp}"
-    COMMAND "${CMAKE_COMMAND}" -E touch "${_stamp}"
-    # This module's own file too: installing or upgrading lazygen rewrites
-    # it, so a new lazygen regenerates (files whose bytes stay are left alone).
-    DEPENDS "${arg_SOURCE_YAML}" "${CMAKE_CURRENT_FUNCTION_LIST_FILE}"
-    DEPFILE "${_depfile}"
-    WORKING_DIRECTORY "${CMAKE_CURRENT_BINARY_DIR}"
-    COMMENT "lazygen: generating lazy tensor sources from ${_yaml_shown}"
-    VERBATIM)
-  add_custom_target(${_owner} DEPENDS "${_stamp}")
-  set_source_files_properties(${_headers} ${_sources} PROPERTIES GENERATED TRUE)
+  set(_outputs ${_headers} ${_sources})
+  set(_comment "lazygen: generating lazy tensor sources from ${_yaml_shown}")
+  # This module's own file is an input too: installing or upgrading lazygen
+  # rewrites it, so a new lazygen regenerates (files whose bytes stay are left alone).
+  set(_inputs "${arg_SOURCE_YAML}" "${CMAKE_CURRENT_FUNCTION_LIST_FILE}")
+  if(CMAKE_GENERATOR MATCHES "Ninja")
+    # Ninja restats the outputs of a custom command: a file lazygen left
+    # alone keeps its mtime, so what depends only on it is not rebuilt, and
+    # the next build has nothing to do. The generated files being real
+    # outputs, any target in any directory that lists one builds it.
+    list(GET _outputs 0 _depfile_target)
+    add_custom_command(
+      OUTPUT ${_outputs}
+      COMMAND ${_lazygen} ${_args} --depfile "${_depfile}" --depfile-target "${_depfile_target}"
+      DEPENDS ${_inputs}
+      DEPFILE "${_depfile}"
+      WORKING_DIRECTORY "${CMAKE_CURRENT_BINARY_DIR}"
+      COMMENT "${_comment}"
+      VERBATIM)
+    add_custom_target(${_owner} DEPENDS ${_outputs})
+  else()
+    # Makefiles cannot restat: a rule whose outputs are the generated files
+    # would rebuild whatever uses them every time its inputs are newer, and
+    # CMake gives the second and later outputs `touch` rules. So the
+    # generator's output is a stamp in an owner target, and each generated
+    # file gets a rule of its own that only orders after the owner: `make`
+    # knows how to make every file a target lists (a missing file runs the
+    # generator again), and a file keeps its mtime when its bytes stay.
+    add_custom_command(
+      OUTPUT "${_stamp}"
+      COMMAND ${_lazygen} ${_args} --depfile "${_depfile}" --depfile-target "${_stamp}"
+      COMMAND "${CMAKE_COMMAND}" -E touch "${_stamp}"
+      DEPENDS ${_inputs}
+      DEPFILE "${_depfile}"
+      WORKING_DIRECTORY "${CMAKE_CURRENT_BINARY_DIR}"
+      COMMENT "${_comment}"
+      VERBATIM)
+    add_custom_target(${_owner} DEPENDS "${_stamp}")
+    foreach(_file IN LISTS _outputs)
+      add_custom_command(
+        OUTPUT "${_file}"
+        COMMAND ${_lazygen} ${_args}
+        DEPENDS ${_owner}
+        WORKING_DIRECTORY "${CMAKE_CURRENT_BINARY_DIR}"
+        COMMENT "${_comment}"
+        VERBATIM)
+    endforeach()
+  endif()
+  # `make clean` / `ninja clean` remove the generated files with the objects.
+  set_property(TARGET ${_owner} APPEND PROPERTY ADDITIONAL_CLEAN_FILES ${_outputs})
+  # The generated sources include each other through the include directory:
+  # they carry it themselves, so any target in this directory compiles them.
+  set_source_files_properties(${_outputs} PROPERTIES GENERATED TRUE)
+  set_property(SOURCE ${_sources} APPEND PROPERTY INCLUDE_DIRECTORIES "${_include_dir}")
 
   if(arg_TARGET)
     set_source_files_properties(${_headers} ${_sources} TARGET_DIRECTORY ${arg_TARGET}
@@ -230,5 +275,8 @@ function(lazygen_generate)
   endif()
   if(arg_OUT_TARGET)
     set(${arg_OUT_TARGET} ${_owner} PARENT_SCOPE)
+  endif()
+  if(arg_OUT_INCLUDE_DIR)
+    set(${arg_OUT_INCLUDE_DIR} "${_include_dir}" PARENT_SCOPE)
   endif()
 endfunction()

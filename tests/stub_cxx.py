@@ -13,18 +13,20 @@ the build system can observe of a compile, in milliseconds:
   the including file's folder; headers of torch, c10, ATen and the C++
   library (an <name> without a folder) are outside the test and are
   neither looked for nor listed;
-- it writes OBJ as a real, empty object (the real compiler on an empty
-  file), so that ar and the linker accept it.
-
-LAZYGEN_STUB_LOG=<file> appends one line per compile: the source path.
+- it writes OBJ as a real, empty object (the real compiler's, on an empty
+  file, made once and copied), so that ar and the linker accept it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import zlib
 from pathlib import Path
 
 EXTERNAL = ("torch/", "ATen/", "c10/", "caffe2/", "pybind11/")
@@ -88,6 +90,18 @@ def _headers(src: Path, dirs: list[str], quote_dirs: list[str]) -> list[Path]:
     return list(seen)
 
 
+def _empty_object(compiler: str, pic: list[str]) -> str:
+    """An object compiled from an empty file, made once per compiler and -fPIC."""
+    key = zlib.crc32(json.dumps([compiler, pic]).encode())
+    cached = os.path.join(tempfile.gettempdir(), f"lazygen-stub-cxx-{os.getuid()}-{key:08x}.o")
+    if not os.path.exists(cached):
+        fd, tmp = tempfile.mkstemp(suffix=".o", dir=os.path.dirname(cached))
+        os.close(fd)
+        subprocess.run([compiler, *pic, "-x", "c++", "-c", os.devnull, "-o", tmp], check=True)
+        os.replace(tmp, cached)  # atomic: parallel compiles may race to make it
+    return cached
+
+
 def _escape(path: str) -> str:
     return path.replace(" ", "\\ ")
 
@@ -99,12 +113,7 @@ def main() -> None:
     if depfile:
         deps = " ".join(_escape(p) for p in [src, *map(str, headers)])
         Path(depfile).write_text(f"{_escape(obj)}: {deps}\n")
-    pic = [a for a in args if a in ("-fPIC", "-fpic")]
-    subprocess.run([compiler, *pic, "-x", "c++", "-c", os.devnull, "-o", obj], check=True)
-    log = os.environ.get("LAZYGEN_STUB_LOG")
-    if log:
-        with open(log, "a") as f:
-            f.write(f"{src}\n")
+    shutil.copyfile(_empty_object(compiler, [a for a in args if a in ("-fPIC", "-fpic")]), obj)
 
 
 if __name__ == "__main__":

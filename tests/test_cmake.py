@@ -19,10 +19,13 @@ import subprocess
 import sys
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+import reference as harness
 
 REPO = Path(__file__).resolve().parents[1]
 CMAKE_DIR = REPO / "cmake"
@@ -440,6 +443,50 @@ def test_find_package_through_cmake_dir(any_cmake, tmp_path, how):
     _check_listed(proc.stdout, tmp_path / "build" / "gen")
 
 
+ENTRY_POINT_PROBE = """
+import importlib.metadata as md, importlib.resources as res, json, os
+out = {}
+for group in ("cmake.module", "cmake.prefix"):
+    # What scikit-build-core does with each entry point of these groups
+    # (builder.py, _get_entry_point_search_path): files(ep.load()), a
+    # namespace package's MultiplexedPath read as its list of folders.
+    folders = {}
+    for ep in md.entry_points(group=group):
+        found = res.files(ep.load())
+        folders[ep.name] = [os.fspath(p) for p in getattr(found, "_paths", [found])]
+    out[group] = folders
+print(json.dumps(out))
+"""
+
+
+def test_entry_points_resolve_with_a_checkout_on_pythonpath(tmp_path):
+    """Metadata naming lazygen's entry points (a stale or foreign install
+    leaves it) and this checkout first on PYTHONPATH: every entry point loads,
+    and its folder holds the CMake files. scikit-build-core loads them all, in
+    every project it builds, so one that fails breaks projects that never use lazygen."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    dist = tmp_path / f"lazygen-{project['version']}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: lazygen\nVersion: {project['version']}\n")
+    groups = {g: project["entry-points"][g] for g in ("cmake.module", "cmake.prefix")}
+    (dist / "entry_points.txt").write_text(
+        "".join(f"[{g}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) for g, eps in groups.items()))
+    # -S: no site-packages, so no installed or editable lazygen answers the import.
+    proc = subprocess.run([sys.executable, "-S", "-c", ENTRY_POINT_PROBE], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path}"}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)
+    assert found == {g: {"LazyGen": found[g]["LazyGen"]} for g in groups}, found
+    for group, eps in found.items():
+        assert len(eps["LazyGen"]) == 1, (group, eps)
+        folder = Path(eps["LazyGen"][0])
+        assert folder.resolve().is_relative_to(REPO), (group, folder)
+        for name in ("LazyGen.cmake", "LazyGenConfig.cmake", "LazyGenConfigVersion.cmake"):
+            assert (folder / name).read_bytes() == (CMAKE_DIR / name).read_bytes(), (group, name)
+
+
 def test_config_version_matches_pyproject():
     import tomllib
 
@@ -629,3 +676,312 @@ def test_bad_shards_is_fatal_and_names_the_argument(any_cmake, tmp_path, bad):
                      check=False)
     assert proc.returncode != 0, proc.stdout
     assert f"SHARDS must be a whole number of at least 1, not '{bad}'" in " ".join(proc.stdout.split()), proc.stdout
+
+
+# ---------------------------------------------------------------- the idiom matrix
+#
+# Each way a CMake project ordinarily consumes generated files, as a small
+# project of its own, on Ninja, Ninja Multi-Config and Unix Makefiles, with
+# CMake 3.20 (the oldest the module accepts), 3.25 and the latest. Compiles
+# are stand-ins (stub_cxx.py): the idiom is under test, not the compiler.
+
+
+def _cmake_3_20() -> str | None:
+    path = os.environ.get("LAZYGEN_CMAKE_3_20", "/opt/cmake-3.20/bin/cmake")
+    return path if _version(path) == (3, 20) else None
+
+
+def _cmake_3_25() -> str | None:
+    path = _system_cmake()
+    return path if path and _version(path) == (3, 25) else None
+
+
+MATRIX_CMAKES = {"3.20": _cmake_3_20, "3.25": _cmake_3_25, "latest": _pypi_cmake}
+MATRIX_GENERATORS = {"ninja": "Ninja", "multi": "Ninja Multi-Config", "make": "Unix Makefiles"}
+
+PREAMBLE = """cmake_minimum_required(VERSION 3.20)
+project(idiom LANGUAGES CXX)
+list(APPEND CMAKE_MODULE_PATH "${LAZYGEN_CMAKE_DIR}")
+include(LazyGen)
+"""
+# Every idiom generates a small backend (the outputs of the TS yaml, in a
+# third of the generator's time) with a shape header and a template folder
+# of its own, so editing either must re-run the generator.
+MATRIX_YAML = """backend: Lazy
+cpp_namespace: torch::lazy
+full_codegen:
+  - abs
+  - neg
+  - relu
+supported:
+  - empty.memory_format
+autograd:
+  - max_pool3d
+"""
+GENERATE = ('SOURCE_YAML "${LAZYGEN_YAML}" SHAPE_INFERENCE_FILE "${LAZYGEN_SHAPES}" '
+            'TEMPLATE_DIRS "${LAZYGEN_TEMPLATES}" INCLUDE_PREFIX ts')
+USES_IR = "#include <ts/LazyIr.h>\n#include <ts/LazyNativeFunctions.h>\n"  # recompiles when an IR class goes
+USES_DECLS = "#include <ts/LazyNativeFunctions.h>\n"  # the declarations stay when `abs` moves
+GEN_OBJECTS = frozenset({"LazyNativeFunctions.cpp.o", "RegisterLazy.cpp.o", "RegisterAutogradLazy.cpp.o"})
+KERNELS = frozenset({"LazyNativeFunctions.cpp.o"})  # the one generated object that moving `abs` changes
+XLA_YAML = "backend: XLA\ncpp_namespace: torch_xla\nfull_codegen:\n  - neg\n  - relu\n"
+
+
+@dataclass(frozen=True)
+class Idiom:
+    files: dict[str, str]  # project file -> text (CMakeLists.txt without the preamble)
+    objects: frozenset[str]  # what the first build compiles
+    moved: frozenset[str]  # what moving `abs` from full_codegen to supported recompiles
+    generators: int = 1  # lazygen_generate() calls (generator runs on a first build)
+
+
+IDIOMS = {
+    # 1. A custom target on the file lists, with no other hint.
+    "custom_target": Idiom(
+        {"CMakeLists.txt": f"""lazygen_generate({GENERATE} OUT_SOURCES srcs OUT_HEADERS hdrs)
+add_custom_target(generated ALL DEPENDS ${{srcs}} ${{hdrs}})
+"""},
+        objects=frozenset(), moved=frozenset()),
+    # 2. A library of the generated sources in the same directory, no TARGET.
+    "library": Idiom(
+        {"CMakeLists.txt": f"""lazygen_generate({GENERATE} OUT_SOURCES srcs)
+add_library(backend STATIC ${{srcs}})
+"""},
+        objects=GEN_OBJECTS, moved=KERNELS),
+    # 3. The library in a subdirectory; sibling-directory targets that include
+    #    generated headers through target_link_libraries / target_include_directories.
+    "subdirectory": Idiom(
+        {
+            "CMakeLists.txt": "add_subdirectory(backend)\nadd_subdirectory(app)\n",
+            "backend/CMakeLists.txt": f"""lazygen_generate({GENERATE} OUT_SOURCES srcs OUT_INCLUDE_DIR include_dir)
+add_library(backend STATIC ${{srcs}})
+target_include_directories(backend PUBLIC "${{include_dir}}")
+""",
+            "app/CMakeLists.txt": """add_library(app STATIC uses_ir.cpp)
+target_link_libraries(app PRIVATE backend)
+add_library(decls OBJECT uses_decls.cpp)
+target_include_directories(decls PRIVATE $<TARGET_PROPERTY:backend,INTERFACE_INCLUDE_DIRECTORIES>)
+add_dependencies(decls backend)
+""",
+            "app/uses_ir.cpp": USES_IR,
+            "app/uses_decls.cpp": USES_DECLS,
+        },
+        objects=GEN_OBJECTS | {"uses_ir.cpp.o", "uses_decls.cpp.o"}, moved=KERNELS | {"uses_ir.cpp.o"}),
+    # 4. TARGET (sources, include directory, ordering), and OUT_TARGET for
+    #    another target that only needs the headers.
+    "target": Idiom(
+        {
+            "CMakeLists.txt": f"""add_library(backend OBJECT uses_ir.cpp)
+lazygen_generate({GENERATE} TARGET backend OUT_TARGET owner OUT_INCLUDE_DIR include_dir)
+add_library(later STATIC uses_decls.cpp)
+target_include_directories(later PRIVATE "${{include_dir}}")
+add_dependencies(later ${{owner}})
+""",
+            "uses_ir.cpp": USES_IR,
+            "uses_decls.cpp": USES_DECLS,
+        },
+        objects=GEN_OBJECTS | {"uses_ir.cpp.o", "uses_decls.cpp.o"}, moved=KERNELS | {"uses_ir.cpp.o"}),
+    # 5. Two backends (keys Lazy and XLA, two output folders), built with -j2.
+    "two_backends": Idiom(
+        {
+            "CMakeLists.txt": f"""lazygen_generate({GENERATE} OUT_SOURCES lazy_srcs)
+add_library(lazy_backend STATIC ${{lazy_srcs}})
+lazygen_generate(SOURCE_YAML xla.yaml INCLUDE_PREFIX xla OUT_SOURCES xla_srcs)
+add_library(xla_backend STATIC ${{xla_srcs}})
+""",
+            "xla.yaml": XLA_YAML,
+        },
+        objects=GEN_OBJECTS | {"XLANativeFunctions.cpp.o", "RegisterXLA.cpp.o"}, moved=KERNELS, generators=2),
+    # 6. install(FILES) of the headers, then `cmake --install`.
+    "install": Idiom(
+        {"CMakeLists.txt": f"""lazygen_generate({GENERATE} OUT_SOURCES srcs OUT_HEADERS hdrs)
+add_library(backend STATIC ${{srcs}})
+install(TARGETS backend ARCHIVE DESTINATION lib)
+install(FILES ${{hdrs}} DESTINATION include/ts)
+"""},
+        objects=GEN_OBJECTS, moved=KERNELS),
+    # 7. `make clean` / `ninja -t clean`, then a build (here a SHARED library).
+    "clean": Idiom(
+        {"CMakeLists.txt": f"""lazygen_generate({GENERATE} OUT_SOURCES srcs)
+add_library(backend SHARED ${{srcs}})
+"""},
+        objects=GEN_OBJECTS, moved=KERNELS),
+}
+
+# The backend's files under the README's names (its yaml has an autograd section).
+BACKEND_HEADERS = {"LazyIr.h", "LazyNonNativeIr.h", "LazyNativeFunctions.h"}
+BACKEND_SOURCES = {"LazyNativeFunctions.cpp", "RegisterLazy.cpp", "RegisterAutogradLazy.cpp"}
+
+
+@dataclass
+class Cell:
+    """One idiom's project, configured with one CMake and one generator."""
+
+    name: str
+    idiom: Idiom
+    cmake: str
+    generator: str
+    tool: str
+    root: Path
+
+    @property
+    def bdir(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def yaml(self) -> Path:
+        return self.root / "backend.yaml"
+
+    def build(self, step: str) -> str:
+        proc = run([self.tool, "-j2"], cwd=self.bdir, check=False)
+        assert proc.returncode == 0, f"{step}: the build failed:\n{proc.stdout}"
+        return proc.stdout
+
+    def objects(self) -> dict[str, int]:
+        return {p.name: p.stat().st_mtime_ns for p in self.bdir.rglob("*.cpp.o")}
+
+    def generated(self) -> dict[str, int]:
+        """Generated file (folder/name) -> mtime, for every lazygen output folder."""
+        return {f"{p.parent.name}/{p.name}": p.stat().st_mtime_ns for p in self.bdir.rglob("lazygen/*/*")
+                if not p.name.startswith(".") and "CMakeFiles" not in p.parts}
+
+    def assert_quiet(self, step: str) -> None:
+        """A build now runs nothing: Ninja says so; Makefiles only print their bookkeeping."""
+        before = (self.objects(), self.generated())
+        if self.generator.startswith("Ninja"):
+            dry = run([self.tool, "-n"], cwd=self.bdir).stdout
+            assert dry.strip() == "ninja: no work to do.", f"after {step}, `ninja -n` has work:\n{dry}"
+        out = self.build(f"after {step}")
+        if self.generator.startswith("Ninja"):
+            assert out.strip() == "ninja: no work to do.", f"after {step}, a build did work:\n{out}"
+        else:
+            for line in filter(str.strip, out.splitlines()):
+                assert re.fullmatch(r"\[\s*\d+%\] Built target \S+|Consolidate compiler generated dependencies "
+                                    r"of target \S+", line), f"after {step}, unexpected work: {line!r}\n{out}"
+        assert (self.objects(), self.generated()) == before, f"after {step}, a quiet build touched files"
+
+    def edit_step(self, step: str, edit, generators: int, changed: set[str], recompiled: frozenset[str]) -> None:
+        """Make an edit, build, and check what ran and what changed."""
+        objects, generated = self.objects(), self.generated()
+        edit()
+        out = self.build(step)
+        assert ran_generator(out) == generators, f"{step}: generator runs\n{out}"
+        new_generated = self.generated()
+        assert set(new_generated) == set(generated), f"{step}: the generated files changed names"
+        assert {n for n in generated if new_generated[n] != generated[n]} == changed, f"{step}: rewritten files"
+        assert compiled(out) == recompiled, f"{step}: compiles\n{out}"
+        new_objects = self.objects()
+        assert {n for n in objects if new_objects[n] != objects[n]} == recompiled, f"{step}: object mtimes"
+        self.assert_quiet(step)
+
+
+def _append(path: Path, text: str) -> None:
+    with path.open("a") as f:
+        f.write(text)
+
+
+def _lay_out(cell: Cell, shapes_from: Path) -> None:
+    src = cell.root / "src"
+    for name, text in cell.idiom.files.items():
+        path = src / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(PREAMBLE + text if name == "CMakeLists.txt" else text)
+    cell.yaml.write_text(MATRIX_YAML)
+    shutil.copyfile(shapes_from, cell.root / "shapes.h")
+    (cell.root / "templates").mkdir()
+    # An override that changes nothing: the stock kernel text.
+    (cell.root / "templates" / "native_function.j2").write_text(
+        '{% extends "lazygen/native_function.j2" %}\n{% block metrics %}{{ super() }}{% endblock %}\n')
+
+
+def _scenario(cell: Cell) -> None:
+    """Configure, build, and go through the edits; an assertion names its step."""
+    idiom = cell.idiom
+    run([cell.cmake, "-S", str(cell.root / "src"), "-B", str(cell.bdir), "-G", cell.generator,
+         f"-DCMAKE_MAKE_PROGRAM={cell.tool}", STUB_LAUNCHER, *_lazygen_args(),
+         f"-DLAZYGEN_CMAKE_DIR={CMAKE_DIR}", f"-DLAZYGEN_YAML={cell.yaml}",
+         f"-DLAZYGEN_SHAPES={cell.root / 'shapes.h'}", f"-DLAZYGEN_TEMPLATES={cell.root / 'templates'}"])
+
+    out = cell.build("first build")
+    assert ran_generator(out) == idiom.generators, f"first build: generator runs\n{out}"
+    assert {n for n in cell.generated() if n.startswith("ts/")} == {f"ts/{n}" for n in BACKEND_HEADERS | BACKEND_SOURCES}
+    assert compiled(out) == idiom.objects, f"first build: compiles\n{out}"
+    assert set(cell.objects()) == idiom.objects
+    cell.assert_quiet("first build")
+
+    cell.edit_step("yaml comment", lambda: _append(cell.yaml, "# a comment changes no output\n"),
+                   1, set(), frozenset())
+    cell.edit_step("moving abs", lambda: _move_abs_to_supported(cell.yaml),
+                   1, {"ts/LazyIr.h", "ts/LazyNativeFunctions.cpp"}, idiom.moved)
+    cell.edit_step("shape header edit", lambda: _append(cell.root / "shapes.h", "// a comment\n"),
+                   1, set(), frozenset())
+    cell.edit_step("template override edit",
+                   lambda: _append(cell.root / "templates" / "native_function.j2", "{# a comment #}\n"),
+                   1, set(), frozenset())
+
+    if cell.name == "install":
+        prefix = cell.root / "prefix"
+        config = ["--config", "Debug"] if cell.generator == "Ninja Multi-Config" else []
+        run([cell.cmake, "--install", str(cell.bdir), "--prefix", str(prefix), *config])
+        installed = {p.name: p.read_bytes() for p in (prefix / "include" / "ts").iterdir()}
+        assert installed == {n: (cell.bdir / "lazygen" / "ts" / n).read_bytes() for n in BACKEND_HEADERS}
+        assert (prefix / "lib" / "libbackend.a").is_file()
+    if cell.name == "clean":
+        run([cell.tool, "clean"] if cell.tool.endswith("make") else [cell.tool, "-t", "clean"], cwd=cell.bdir)
+        assert cell.generated() == {} and cell.objects() == {}, "clean left files"
+        out = cell.build("build after clean")
+        assert ran_generator(out) == 1, f"build after clean: generator runs\n{out}"
+        assert compiled(out) == idiom.objects, f"build after clean: compiles\n{out}"
+        assert set(cell.generated()) == {f"ts/{n}" for n in BACKEND_HEADERS | BACKEND_SOURCES}
+        cell.assert_quiet("build after clean")
+
+
+@pytest.fixture(scope="module",
+                params=[(c, g) for c in MATRIX_CMAKES for g in MATRIX_GENERATORS],
+                ids=[f"cmake{c}-{g}" for c in MATRIX_CMAKES for g in MATRIX_GENERATORS])
+def matrix(request, tmp_path_factory) -> dict[str, BaseException | None]:
+    """Every idiom with one CMake and one generator, two projects at a time:
+    idiom name -> the scenario's failure, or None."""
+    cmake_key, gen_key = request.param
+    cmake = MATRIX_CMAKES[cmake_key]()
+    if cmake is None:
+        pytest.skip(f"CMake {cmake_key} is not installed (3.20: LAZYGEN_CMAKE_3_20 or /opt/cmake-3.20, "
+                    "3.25: /usr/bin/cmake, latest: the `cmake` package from PyPI)")
+    generator = MATRIX_GENERATORS[gen_key]
+    tool = _tool_or_skip("make" if generator == "Unix Makefiles" else "ninja")
+    _tool_or_skip("c++")
+    _lazygen_or_skip()
+    shapes = _shape_header_or_skip()
+    base = tmp_path_factory.mktemp(f"matrix-{cmake_key}-{gen_key}")
+    cells = [Cell(name, idiom, cmake, generator, tool, base / name) for name, idiom in IDIOMS.items()]
+    for cell in cells:
+        _lay_out(cell, shapes)
+
+    def attempt(cell: Cell) -> BaseException | None:
+        try:
+            _scenario(cell)
+        except Exception as e:  # reported by the idiom's own test
+            return e
+        return None
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(IDIOMS, pool.map(attempt, cells)))
+
+
+def _shape_header_or_skip() -> Path:
+    """torch's shape_inference.h, which declares the TS backend's compute_shape_* functions."""
+    dirs = harness.torch_include_dirs()
+    if dirs is None:
+        pytest.skip("torch (with its C++ headers) is not installed")
+    return dirs[0] / "torch" / "csrc" / "lazy" / "core" / "shape_inference.h"
+
+
+@pytest.mark.parametrize("idiom", list(IDIOMS))
+def test_idiom(matrix, idiom):
+    """First build generates and compiles; a second runs nothing; a yaml
+    comment re-runs the generator and recompiles nothing; moving an op
+    recompiles what includes the changed files; shape header and template
+    edits re-run the generator; then the idiom's own check (install, clean)."""
+    failure = matrix[idiom]
+    if failure is not None:
+        raise failure
