@@ -11,6 +11,7 @@
 #     [SHAPE_INFERENCE_HDR <hdr>] [SHAPE_INFERENCE_FILE <file>] [IMPL_PATH <file>]
 #     [INCLUDE_PREFIX <prefix>] [TEMPLATE_DIRS <dir>...]
 #     [SHARDS <n>]             # split kernels, registration and IR classes into n files each
+#     [TORCH_VERSION <X.Y>]    # write what torchgen of that torch release writes (2.5 to 2.15)
 #     [GEN_TS_LOWERINGS] [BUILD_IN_TREE] [PER_OPERATOR_HEADERS] [GEN_FORCED_FALLBACK_CODE]
 #     [QUALIFY_NAMES] [NO_SHAPE_INFERENCE_CHECK]
 #     [EXTRA_ARGS <arg>...]
@@ -52,7 +53,7 @@ function(lazygen_generate)
              QUALIFY_NAMES NO_SHAPE_INFERENCE_CHECK)
   set(_single SOURCE_YAML OUTPUT_DIR ATEN_PATH BACKEND_NAME NODE_BASE NODE_BASE_HDR
               TENSOR_CLASS TENSOR_CLASS_HDR SHAPE_INFERENCE_HDR SHAPE_INFERENCE_FILE IMPL_PATH
-              INCLUDE_PREFIX SHARDS TARGET OUT_SOURCES OUT_HEADERS OUT_TARGET OUT_INCLUDE_DIR)
+              INCLUDE_PREFIX SHARDS TORCH_VERSION TARGET OUT_SOURCES OUT_HEADERS OUT_TARGET OUT_INCLUDE_DIR)
   set(_multi TEMPLATE_DIRS EXTRA_ARGS)
   cmake_parse_arguments(PARSE_ARGV 0 arg "${_flags}" "${_single}" "${_multi}")
 
@@ -141,7 +142,7 @@ function(lazygen_generate)
                 NODE_BASE_HDR:--node-base-hdr TENSOR_CLASS:--tensor-class
                 TENSOR_CLASS_HDR:--tensor-class-hdr SHAPE_INFERENCE_HDR:--shape-inference-hdr
                 SHAPE_INFERENCE_FILE:--shape-inference-file IMPL_PATH:--impl-path
-                INCLUDE_PREFIX:--include-prefix SHARDS:--shards)
+                INCLUDE_PREFIX:--include-prefix SHARDS:--shards TORCH_VERSION:--torch-version)
     string(REPLACE ":" ";" _pair "${_pair}")
     list(GET _pair 0 _kw)
     list(GET _pair 1 _opt)

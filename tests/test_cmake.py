@@ -985,3 +985,26 @@ def test_idiom(matrix, idiom):
     failure = matrix[idiom]
     if failure is not None:
         raise failure
+
+
+# ---------------------------------------------------------------- TORCH_VERSION
+
+
+def test_torch_version_reaches_the_generator_and_the_output_list(tmp_path):
+    """TORCH_VERSION 2.12: the build writes torch 2.12's torchgen output
+    (its ToString() returns ss.str()); an unknown release fails at configure
+    time, with lazygen's diagnostic, since the list query gets it too."""
+    _lazygen_or_skip()
+    cmake, ninja = _cmake_or_skip("system"), _tool_or_skip("ninja")
+    body = INCLUDE + f'lazygen_generate(SOURCE_YAML "{TS_YAML}" OUTPUT_DIR gen TORCH_VERSION 2.12 OUT_TARGET owner)\n' \
+        'message(STATUS "OWNER=${owner}")\n'
+    out = configure(cmake, tmp_path, body, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}").stdout
+    run([cmake, "--build", str(tmp_path / "build"), "--target", _reported(out, "OWNER")])
+    ir = (tmp_path / "build" / "gen" / "LazyIr.h").read_text(encoding="utf-8")
+    assert "    return ss.str();\n" in ir and "std::move(ss).str()" not in ir
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    proc = configure(cmake, bad, INCLUDE + f'lazygen_generate(SOURCE_YAML "{TS_YAML}" TORCH_VERSION 2.4)\n', check=False)
+    assert proc.returncode != 0, proc.stdout
+    assert "--torch-version: error: torch 2.4 is not a release" in " ".join(proc.stdout.split()), proc.stdout
