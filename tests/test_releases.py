@@ -4,7 +4,8 @@ wheel (tests/torch_releases.py), must give the bytes lazygen writes for
 that catalogue. lazygen picks the release from the torch metadata beside
 the catalogue, as it would in that release's site-packages.
 
-CI covers CI_RELEASES; LAZYGEN_TEST_RELEASES=2.6.0,2.7.1 runs others.
+CI covers CI_RELEASES; LAZYGEN_TEST_RELEASES=2.6.0,2.7.1 runs others, and
+LAZYGEN_TEST_RELEASES=all every release of the supported range (ALL_RELEASES).
 """
 
 from __future__ import annotations
@@ -20,12 +21,22 @@ from pathlib import Path
 import pytest
 
 from lazygen.api import Options, generate
+from lazygen.catalogue_cache import load_catalogue
+from lazygen.releases import release_of
 from tests.reference import Reference, in_ci
 from tests.test_differential import GENERATED_BY, TS_OPTIONS, TS_YAML, assert_same, run_lazygen, shape_header, write_yaml
 from tests.test_shards import ir_classes, kernels
-from tests.torch_releases import CI_RELEASES, SHAPE_INFERENCE_H, release_root
+from tests.torch_releases import ALL_RELEASES, CI_RELEASES, SHAPE_INFERENCE_H, release_root
 
-VERSIONS = tuple(v for v in os.environ.get("LAZYGEN_TEST_RELEASES", "").split(",") if v) or CI_RELEASES
+
+def _versions(spec: str) -> tuple[str, ...]:
+    """LAZYGEN_TEST_RELEASES: empty for CI_RELEASES, "all", or a comma list."""
+    if spec.strip() == "all":
+        return ALL_RELEASES
+    return tuple(v.strip() for v in spec.split(",") if v.strip()) or CI_RELEASES
+
+
+VERSIONS = _versions(os.environ.get("LAZYGEN_TEST_RELEASES", ""))
 
 
 @dataclass
@@ -130,3 +141,14 @@ def test_shards_carry_the_release(torch: Torch, tmp_path: Path) -> None:
         # The to_meta helper of each kernel shard is the unsharded one's.
         assert re.search(r"^  auto out = .*$", parts[f"LazyNativeFunctions_{i}.cpp"], re.M).group() == \
             re.search(r"^  auto out = .*$", whole["LazyNativeFunctions.cpp"], re.M).group()
+
+
+def test_catalogue_has_the_releases_functions(torch: Torch) -> None:
+    """lazygen's model of this release's catalogue (autogen variants
+    included, by the release's autogen facts) holds the functions, of the
+    kinds, that its torchgen parses."""
+    native = torch.aten / "native"
+    # The cached model, as a run uses it (the tests above stored it).
+    catalogue = load_catalogue(native / "native_functions.yaml", native / "tags.yaml", release_of(torch.version))
+    ours = {str(f.func.name): f.kind.name for f in catalogue.functions}
+    assert ours == {op: info["kind"] for op, info in torch.probe.items()}

@@ -12,8 +12,9 @@ reuses) and unpacks only what the tests read into a per-release root:
 
 The reference then runs as `PYTHONPATH=ROOT/<version> python reference_driver.py`.
 
-    python tests/torch_releases.py 2.5.1 2.8.0 ...
-        downloads and unpacks those releases (.ci/run calls it before the tests).
+    python tests/torch_releases.py [2.5.1 2.8.0 ... | all]
+        downloads and unpacks those releases (.ci/run calls it before the tests;
+        without arguments, CI_RELEASES).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from pathlib import Path
 
 # The releases the CI differential test covers (tests/test_releases.py).
 CI_RELEASES = ("2.5.1", "2.8.0", "2.14.1", "2.15.0")
+# Every release of the supported range checked by hand (LAZYGEN_TEST_RELEASES=all):
+# each minor release and the patch releases published for it.
+ALL_RELEASES = ("2.5.0", "2.5.1", "2.6.0", "2.7.0", "2.7.1", "2.8.0", "2.9.0", "2.9.1", "2.10.0", "2.11.0",
+                "2.12.0", "2.12.1", "2.13.0", "2.14.0", "2.14.1", "2.15.0")
 
 SHAPE_INFERENCE_H = "torch/include/torch/csrc/lazy/core/shape_inference.h"
 
@@ -38,15 +43,15 @@ def cache_dir() -> Path:
 
 
 def _wanted(name: str, version: str) -> bool:
-    return (
-        name.startswith(("torchgen/", f"torch-{version}.dist-info/"))
-        and not name.endswith("/")
-        or name in ("torch/version.py", SHAPE_INFERENCE_H)
-    )
+    top = name.split("/")[0]
+    # A local build's metadata folder carries its local version: torch-2.13.0+cpu.dist-info.
+    dist_info = top == f"torch-{version}.dist-info" or (top.startswith(f"torch-{version}+") and top.endswith(".dist-info"))
+    return (top == "torchgen" or dist_info) and not name.endswith("/") or name in ("torch/version.py", SHAPE_INFERENCE_H)
 
 
 def _cached_wheel(version: str) -> Path | None:
-    found = sorted(cache_dir().glob(f"torch-{version}-*.whl"))
+    # torch-2.15.0-cp311-...whl, or a local build's torch-2.13.0+cpu-cp311-...whl
+    found = sorted([*cache_dir().glob(f"torch-{version}-*.whl"), *cache_dir().glob(f"torch-{version}+*.whl")])
     return found[0] if found else None
 
 
@@ -89,7 +94,7 @@ def release_root(version: str) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    for version in argv or CI_RELEASES:
+    for version in ALL_RELEASES if argv == ["all"] else argv or CI_RELEASES:
         print(release_root(version))
     return 0
 
