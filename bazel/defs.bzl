@@ -2,11 +2,11 @@
 
     load("@lazygen//bazel:defs.bzl", "lazy_codegen")
 
-The outputs are declared from the attributes `backend` and `autograd`, using
-the same naming as the generator itself (//lazygen:outputs.bzl), so no
-generation is needed at analysis time. The generator is told what the rule
-declared (--expect-backend, --expect-autograd) and fails with a clear message
-when the yaml says otherwise.
+The outputs are declared from the attributes `backend`, `autograd` and
+`shards`, using the same naming as the generator itself
+(//lazygen:outputs.bzl), so no generation is needed at analysis time. The
+generator is told what the rule declared (--expect-backend, --expect-autograd)
+and fails with a clear message when the yaml says otherwise.
 """
 
 load("//lazygen:outputs.bzl", "lazy_output_headers", "lazy_output_sources")
@@ -30,13 +30,17 @@ def _template_dirs(files):
 
 def _lazy_codegen_impl(ctx):
     backend = ctx.attr.backend
+    shards = ctx.attr.shards
+    if shards < 1:
+        # At analysis, before any action runs; Bazel prefixes the target's label.
+        fail("shards must be a whole number of at least 1, got %d (1 writes the unsharded files)" % shards)
     headers = [
         ctx.actions.declare_file(ctx.label.name + "/" + name)
-        for name in lazy_output_headers(backend)
+        for name in lazy_output_headers(backend, shards)
     ]
     sources = [
         ctx.actions.declare_file(ctx.label.name + "/" + name)
-        for name in lazy_output_sources(backend, ctx.attr.autograd)
+        for name in lazy_output_sources(backend, ctx.attr.autograd, shards)
     ]
     outputs = headers + sources
     out_dir = headers[0].dirname
@@ -49,6 +53,9 @@ def _lazy_codegen_impl(ctx):
     args.add("--tags-yaml", ctx.file.tags_yaml)
     args.add("--expect-backend", backend)
     args.add("--expect-autograd" if ctx.attr.autograd else "--expect-no-autograd")
+    if shards > 1:
+        # Unsharded keeps the command line, hence the action's cache key, as before.
+        args.add("--shards", str(shards))
     args.add("--include-prefix", (ctx.attr.include_prefix or _default_include_prefix(ctx.label)).strip("/"))
 
     _add_flag(args, "--backend-name", ctx.attr.backend_name)
@@ -113,8 +120,10 @@ lazy_codegen = rule(
 
 Writes <name>/LazyIr.h, <name>/LazyNonNativeIr.h, <name>/<backend>NativeFunctions.h,
 <name>/<backend>NativeFunctions.cpp, <name>/Register<backend>.cpp and, with
-autograd = True, <name>/RegisterAutograd<backend>.cpp. Output groups `headers`
-and `sources` split them for a cc_library (see examples/bazel).""",
+autograd = True, <name>/RegisterAutograd<backend>.cpp. With shards = N >= 2 the
+kernels, the registration and the IR classes are split into N files each (see
+lazygen/outputs.bzl for their names). Output groups `headers` and `sources`
+split them for a cc_library (see examples/bazel).""",
     attrs = {
         "src": attr.label(
             doc = "The backend yaml (<backend>_native_functions.yaml).",
@@ -128,6 +137,11 @@ and `sources` split them for a cc_library (see examples/bazel).""",
         "autograd": attr.bool(
             doc = "Whether the yaml has an `autograd:` section (adds RegisterAutograd<backend>.cpp).",
             default = False,
+        ),
+        "shards": attr.int(
+            doc = "Split the kernels, the registration and the IR classes into this many " +
+                  "files each (--shards); 1 writes the unsharded files.",
+            default = 1,
         ),
         "native_functions": attr.label(
             doc = "PyTorch's native_functions.yaml (the operator catalogue).",

@@ -39,6 +39,7 @@ def lazy_codegen(
         src,
         backend = "Lazy",
         autograd = False,
+        shards = 1,
         native_functions = None,
         tags_yaml = None,
         lazygen = None,
@@ -73,6 +74,8 @@ def lazy_codegen(
       src: the backend yaml (`<backend>_native_functions.yaml`).
       backend: the yaml's `backend:` key; it names the outputs.
       autograd: whether the yaml has an `autograd:` section.
+      shards: split the kernels, the registration and the IR classes into this many
+        files each (`--shards`); 1 writes the unsharded files.
       native_functions: ATen's `native_functions.yaml`.
       tags_yaml: ATen's `tags.yaml`.
       lazygen: label of an executable target that runs lazygen.
@@ -106,6 +109,8 @@ def lazy_codegen(
     if shape_inference_check and not shape_inference_file:
         fail(("lazy_codegen(name = \"%s\"): the shape inference check reads a header, so set " +
               "`shape_inference_file` to it (label or path), or set `shape_inference_check = False`") % name)
+    if type(shards) != "int" or shards < 1:
+        fail("lazy_codegen(name = \"%s\"): shards must be a whole number of at least 1, got %r" % (name, shards))
     if not include_prefix:
         package = native.package_name()
         include_prefix = package + "/" + name if package else name
@@ -121,6 +126,9 @@ def lazy_codegen(
     # stops with a clear message when the yaml says otherwise.
     words += ["--expect-backend", _quote(backend)]
     words.append("--expect-autograd" if autograd else "--expect-no-autograd")
+    if shards > 1:
+        # Unsharded keeps the command, hence the action's cache key, as before.
+        words += ["--shards", str(shards)]
 
     words += _option_words("--backend-name", backend_name)
     words += _option_words("--node-base", node_base)
@@ -152,7 +160,7 @@ def lazy_codegen(
     native.genrule(
         name = name,
         srcs = srcs,
-        outs = {output: [output] for output in lazy_output_names(backend, autograd)},
+        outs = {output: [output] for output in lazy_output_names(backend, autograd, shards)},
         default_outs = ["."],
         cmd = " ".join(words),
         **kwargs

@@ -17,7 +17,9 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,8 +62,76 @@ lazy_codegen(
     native_functions = "@torch//:native_functions",
     tags_yaml = "@torch//:tags_yaml",
 )
+
+[lazy_codegen(
+    name = name,
+    src = "ts.yaml",
+    autograd = True,
+    native_functions = "@torch//:native_functions",
+    shape_inference_check = False,
+    shards = shards,
+    tags_yaml = "@torch//:tags_yaml",
+) for name, shards in [
+    ("zero_shards", 0),
+    ("negative_shards", -2),
+]]
+"""
+BAD_SHARDS = {"//bad:zero_shards": 0, "//bad:negative_shards": -2}
+
+
+# A sharded backend: the TorchScript yaml with shards = 3, each shard a
+# translation unit of a cc_library. The compiles are stand-ins
+# (tests/stub_cxx.py, through the CC the test gives Bazel's toolchain), so the
+# library needs no torch headers: the build system is under test here, the
+# compiler in tests/test_shards.py.
+SHARDS = 3
+SHARDED_BUILD = f"""\
+load("@lazygen//bazel:defs.bzl", "lazy_codegen")
+load("@rules_cc//cc:defs.bzl", "cc_library")
+
+lazy_codegen(
+    name = "gen",
+    src = "ts.yaml",
+    autograd = True,
+    native_functions = "@torch//:native_functions",
+    shape_inference_file = "@torch//:shape_inference_h",
+    shards = {SHARDS},
+    tags_yaml = "@torch//:tags_yaml",
+    torch_version = "2.13",
+)
+
+filegroup(
+    name = "gen_headers",
+    srcs = [":gen"],
+    output_group = "headers",
+)
+
+filegroup(
+    name = "gen_sources",
+    srcs = [":gen"],
+    output_group = "sources",
+)
+
+cc_library(
+    name = "backend",
+    srcs = [":gen_sources"],
+    hdrs = [":gen_headers"],
+    include_prefix = "sharded/gen",
+    linkstatic = True,
+    strip_include_prefix = "gen",
+)
 """
 
+# Bazel's C++ toolchain with this as its compiler: a compile (Bazel always
+# asks for a depfile, -MF) goes to the stand-in, and everything else (the
+# toolchain's probes at configure time) to the real compiler.
+STUB_CC = """\
+#!/bin/sh
+case " $* " in
+  *" -MF "*) exec {python} {stub} {cc} "$@" ;;
+esac
+exec {cc} "$@"
+"""
 
 @dataclass
 class Build:
@@ -197,10 +267,12 @@ class Workspace:
         # Make syntax: "target:" then the prerequisites, lines joined by backslash-newline.
         return depfile.read_text().replace("\\\n", " ").split(":", 1)[1].split()
 
-    def generated(self) -> dict[str, bytes]:
+    def generated(self, package: str = "ts_lazy") -> dict[str, bytes]:
         # Only the generated files: lazygen's dotfiles would appear here too
         # under a spawn strategy that keeps undeclared outputs.
-        out = self.ws / "bazel-bin" / "ts_lazy"
+        out = self.ws / "bazel-bin" / package
+        if not out.is_dir():
+            return {}  # the build failed; its test reports why
         return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if not p.name.startswith(".")}
 
     def edit_yaml(self, edit) -> None:
@@ -223,6 +295,18 @@ class Scenario:
     changed_files: dict[str, bytes]
     bad: Build
     no_shape: Build
+    bad_shards: Build
+    sharded: Build
+    sharded_files: dict[str, bytes]
+    sharded_listed: list[str]
+    sharded_edit: Build
+    sharded_edit_files: dict[str, bytes]
+
+
+def _move_to_supported(text: str, op: str) -> str:
+    line = f"\n  - {op}\n"
+    assert text.count(line) == 1 and "\nsupported:\n" in text
+    return text.replace(line, "\n").replace("\nsupported:\n", f"\nsupported:{line}", 1)
 
 
 @pytest.fixture(scope="module")
@@ -264,9 +348,33 @@ def scenario():
         bad = ws.build("//bad:wrong_backend", "//bad:wrong_autograd", flags=("--keep_going",))
         no_shape = ws.build("//bad:no_shape_file")
 
+        bad_shards = ws.build(*BAD_SHARDS, flags=("--keep_going",))
+
+        # The sharded backend, built with the stand-in compiler; then `abs`
+        # moves from full_codegen to supported (its IR class and generated
+        # kernel go, its declaration and registration stay).
+        sharded_yaml = ws.ws / "sharded" / "ts.yaml"
+        sharded_yaml.parent.mkdir()
+        shutil.copy(EXAMPLE / YAML, sharded_yaml)
+        (ws.ws / "sharded" / "BUILD.bazel").write_text(SHARDED_BUILD)
+        stub_cc = tmp / "stub_cc"
+        stub_cc.write_text(STUB_CC.format(python=sys.executable, stub=ROOT / "tests" / "stub_cxx.py", cc=shutil.which("gcc")))
+        stub_cc.chmod(0o755)
+        stub_flags = (f"--repo_env=CC={stub_cc}",)
+        sharded = ws.build("//sharded:backend", flags=stub_flags)
+        sharded_files = ws.generated("sharded/gen")
+        listed = subprocess.run(
+            [sys.executable, "-m", "lazygen", "-s", str(sharded_yaml), "-o", "gen", "--list-outputs", "--shards", str(SHARDS)],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()
+        sharded_yaml.write_text(_move_to_supported(sharded_yaml.read_text(), "abs"))
+        sharded_edit = ws.build("//sharded:backend", flags=stub_flags)
+        sharded_edit_files = ws.generated("sharded/gen")
+
         yield Scenario(
             ws, first, first_files, first_reads, noop, comment, comment_files,
             cached, cached_files, changed, changed_files, bad, no_shape,
+            bad_shards, sharded, sharded_files, listed, sharded_edit, sharded_edit_files,
         )
     finally:
         ws.bazel("shutdown", timeout=120)
@@ -395,6 +503,62 @@ def test_shape_check_without_header_fails_at_analysis(scenario):
     assert no_shape.spawns == []
     assert "shape_inference_check = True needs shape_inference_file" in no_shape.output
     assert "//bad:no_shape_file" in no_shape.output
+
+
+def _compiled(build: Build) -> set[str]:
+    """The sources of a build's compile actions, by file name."""
+    return {Path(s["commandArgs"][s["commandArgs"].index("-c") + 1]).name for s in build.spawns if s["mnemonic"] == "CppCompile"}
+
+
+def test_sharded_rule_declares_what_the_cli_lists_and_lazygen_writes(scenario):
+    sharded = scenario.sharded
+    assert sharded.returncode == 0, sharded.output
+    (spawn,) = [s for s in sharded.spawns if s["mnemonic"] == "LazyGen"]
+    args = spawn["commandArgs"]
+    assert args[args.index("--shards") + 1] == str(SHARDS)
+    listed = [Path(path).name for path in scenario.sharded_listed]
+    assert len(listed) == 4 + 3 * SHARDS + 1  # 3 headers + LazyIrCommon.h, 3 files per shard, autograd
+    declared = [o["path"].rsplit("/", 1)[1] for o in spawn["actualOutputs"]]
+    assert sorted(declared) == sorted(listed)
+    assert sorted(scenario.sharded_files) == sorted(listed)  # lazygen wrote exactly these
+
+
+def test_sharded_backend_compiles_one_object_per_shard(scenario):
+    sources = [name for name in scenario.sharded_listed if name.endswith(".cpp")]
+    assert _compiled(scenario.sharded) == {Path(name).name for name in sources}
+    objects = {p.name for p in (scenario.ws.ws / "bazel-bin" / "sharded" / "_objs" / "backend").glob("*.o")}
+    assert {name.split(".")[0] for name in objects} == {Path(name).stem for name in sources}
+    assert len(objects) == len(sources)
+
+
+def test_moving_one_op_recompiles_only_the_shard_that_held_it(scenario):
+    edit = scenario.sharded_edit
+    assert edit.returncode == 0, edit.output
+    shard = zlib.crc32(b"abs") % SHARDS  # the README's rule
+    kernels = f"LazyNativeFunctions_{shard}.cpp"
+    assert b"LazyNativeFunctions::abs(" in scenario.sharded_files[kernels]
+    assert b"LazyNativeFunctions::abs(" not in scenario.sharded_edit_files[kernels]
+    assert edit.mnemonics().count("LazyGen") == 1
+    assert _compiled(edit) == {kernels}, edit.mnemonics()
+    changed = {name for name in scenario.sharded_files if scenario.sharded_files[name] != scenario.sharded_edit_files[name]}
+    assert changed == {kernels, f"LazyIr_{shard}.h"}
+
+
+def test_unsharded_rule_runs_lazygen_as_before(scenario):
+    # shards = 1 (the default) writes the unsharded files and leaves --shards
+    # off the command line, so the action's cache key is what it was.
+    (spawn,) = [s for s in scenario.first.spawns if s["mnemonic"] == "LazyGen"]
+    assert "--shards" not in spawn["commandArgs"]
+    assert sorted(scenario.first_files) == sorted(HEADERS + SOURCES)
+
+
+def test_bad_number_of_shards_fails_at_analysis_naming_the_attribute(scenario):
+    bad = scenario.bad_shards
+    assert bad.returncode != 0
+    assert bad.spawns == []
+    for label, shards in BAD_SHARDS.items():
+        assert re.search(rf"in lazy_codegen rule {re.escape(label)}:.*?shards must be a whole number of at least 1, got {shards}",
+                         bad.output, re.S), bad.output
 
 
 def _buildifier() -> str | None:

@@ -37,6 +37,8 @@ TS_OUTPUTS = [
     "RegisterLazy.cpp",
     "RegisterAutogradLazy.cpp",
 ]
+# The TorchScript backend sharded (see test_sharded_genrule_*).
+SHARDS = 3
 # PyTorch's own options for that yaml, as the macro's attributes.
 TS_ATTRS = """
     native_functions = "//third_party/aten:native_functions.yaml",
@@ -56,6 +58,13 @@ lazy_codegen(
     name = "ts_gen",
     src = "ts_native_functions.yaml",
     autograd = True,
+{TS_ATTRS})
+
+lazy_codegen(
+    name = "ts_sharded",
+    src = "ts_native_functions.yaml",
+    autograd = True,
+    shards = {SHARDS},
 {TS_ATTRS})
 
 lazy_codegen(
@@ -158,17 +167,17 @@ def lazygen_cli() -> list[str]:
     return LAZYGEN_ARGV
 
 
-def _shared_naming(backend: str, autograd: bool) -> list[str]:
+def _shared_naming(backend: str, autograd: bool, shards: int = 1) -> list[str]:
     namespace: dict = {}
     exec((REPO / "lazygen" / "outputs.bzl").read_text(), namespace)
-    return namespace["lazy_output_names"](backend, autograd)
+    return namespace["lazy_output_names"](backend, autograd, shards)
 
 
 # --- the recorded genrule -------------------------------------------------------------
 
 
 def test_macro_declares_one_genrule_per_call(rules):
-    assert sorted(rules) == ["ts_gen", "wrong_autograd", "wrong_backend", "xla"]
+    assert sorted(rules) == ["ts_gen", "ts_sharded", "wrong_autograd", "wrong_backend", "xla"]
     assert {rule.kind for rule in rules.values()} == {"genrule"}
 
 
@@ -181,9 +190,10 @@ def test_outs_are_named_subtargets_with_the_contract_names(rules):
     assert "out" not in attrs
 
 
-@pytest.mark.parametrize("name,backend,autograd", [("ts_gen", "Lazy", True), ("wrong_autograd", "Lazy", False), ("xla", "XLA", False)])
-def test_outs_follow_the_shared_naming(rules, name, backend, autograd):
-    assert list(rules[name].attrs["outs"]) == _shared_naming(backend, autograd)
+@pytest.mark.parametrize("name,backend,autograd,shards", [("ts_gen", "Lazy", True, 1), ("ts_sharded", "Lazy", True, SHARDS),
+                                                          ("wrong_autograd", "Lazy", False, 1), ("xla", "XLA", False, 1)])
+def test_outs_follow_the_shared_naming(rules, name, backend, autograd, shards):
+    assert list(rules[name].attrs["outs"]) == _shared_naming(backend, autograd, shards)
     assert "XLANativeFunctions.h" in _shared_naming("XLA", False)
 
 
@@ -218,6 +228,28 @@ def test_shape_check_without_a_header_fails_at_load_time(project):
             project,
             'lazy_codegen(name = "g", src = "a.yaml", native_functions = "n.yaml", tags_yaml = "t.yaml", lazygen = "//tools:lazygen")\n',
         )
+
+
+def _one_genrule(project: Path, attrs: str) -> dict:
+    (rule,) = _eval_one(
+        project,
+        'lazy_codegen(name = "g", src = "a.yaml", native_functions = "n.yaml", tags_yaml = "t.yaml", '
+        f'lazygen = "//tools:lazygen", shape_inference_check = False{attrs})\n',
+    )
+    return rule.attrs
+
+
+def test_one_shard_is_the_unsharded_genrule(project):
+    # shards = 1 changes nothing: the same outputs and the same command (no
+    # --shards), so the action's cache key stays what it was.
+    assert _one_genrule(project, ", shards = 1") == _one_genrule(project, "")
+    assert "--shards" not in _one_genrule(project, "")["cmd"]
+
+
+@pytest.mark.parametrize("shards", ["0", "-1", "True", '"2"', "2.0", "None"])
+def test_a_bad_number_of_shards_fails_at_load_time(project, shards):
+    with pytest.raises(sl.StarlarkError, match=r'lazy_codegen\(name = "g"\): shards must be a whole number of at least 1'):
+        _one_genrule(project, f", shards = {shards}")
 
 
 def test_template_dirs_must_be_labels(project):
@@ -279,10 +311,8 @@ def ts_genrule_run(rules, project, targets, lazygen_cli):
     return run_genrule(rules["ts_gen"], project, targets, env=_lazygen_env())
 
 
-@pytest.fixture(scope="module")
-def ts_cli_output(reference_files, lazygen_cli, tmp_path_factory) -> Path:
+def _cli_output(reference_files, lazygen_cli, out: Path, *extra: str) -> Path:
     """The CLI run directly with PyTorch's options for the TorchScript yaml."""
-    out = tmp_path_factory.mktemp("cli_out")
     argv = lazygen_cli + [
         "-s", str(TS_YAML), "-o", str(out),
         "--native-functions", str(reference_files["native_functions"]),
@@ -290,11 +320,16 @@ def ts_cli_output(reference_files, lazygen_cli, tmp_path_factory) -> Path:
         "--node-base", "TsNode", "--node-base-hdr", "torch/csrc/lazy/ts_backend/ts_node.h",
         "--gen-ts-lowerings", "--build-in-tree", "--backend-name", "TorchScript",
         "--shape-inference-file", str(reference_files["shape_header"]),
-        "--include-prefix", "backend/ts_gen",
+        *extra,
     ]  # fmt: skip
     done = subprocess.run(argv, env=_lazygen_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def ts_cli_output(reference_files, lazygen_cli, tmp_path_factory) -> Path:
+    return _cli_output(reference_files, lazygen_cli, tmp_path_factory.mktemp("cli_out"), "--include-prefix", "backend/ts_gen")
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
@@ -323,6 +358,39 @@ def test_generated_includes_use_the_include_prefix(ts_genrule_run):
     source = (ts_genrule_run.out_dir / "LazyNativeFunctions.cpp").read_text()
     assert "#include <backend/ts_gen/LazyIr.h>" in source
     assert "buck-out" not in source
+
+
+@pytest.fixture(scope="module")
+def ts_sharded_run(rules, project, targets, lazygen_cli):
+    return run_genrule(rules["ts_sharded"], project, targets, env=_lazygen_env())
+
+
+def test_sharded_genrule_declares_what_the_cli_lists(rules, lazygen_cli):
+    rule = rules["ts_sharded"]
+    assert f"--shards {SHARDS}" in rule.attrs["cmd"]
+    listed = subprocess.run(
+        lazygen_cli + ["-s", str(TS_YAML), "-o", "out", "--list-outputs", "--shards", str(SHARDS)],
+        env=_lazygen_env(), capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert list(rule.attrs["outs"]) == [Path(path).name for path in listed]
+    assert len(listed) == 4 + 3 * SHARDS + 1  # 3 headers + LazyIrCommon.h, 3 files per shard, autograd
+
+
+def test_sharded_genrule_writes_exactly_its_declared_outputs(rules, ts_sharded_run):
+    assert ts_sharded_run.returncode == 0, ts_sharded_run.stderr
+    written = sorted(p.name for p in ts_sharded_run.out_dir.iterdir() if not p.name.startswith("."))
+    declared = ts_sharded_run.declared_outputs(rules["ts_sharded"])
+    assert written == sorted(name for name in declared if name != ".")
+    assert all(path.exists() for path in declared.values())
+
+
+def test_sharded_genrule_output_equals_the_cli_output(ts_sharded_run, reference_files, lazygen_cli, tmp_path):
+    assert ts_sharded_run.returncode == 0, ts_sharded_run.stderr
+    direct = _cli_output(reference_files, lazygen_cli, tmp_path / "cli", "--include-prefix", "backend/ts_sharded",
+                         "--shards", str(SHARDS))
+    assert _tree(ts_sharded_run.out_dir) == _tree(direct)
+    kernels = (ts_sharded_run.out_dir / "LazyNativeFunctions_1.cpp").read_text()
+    assert "#include <backend/ts_sharded/LazyIr_1.h>" in kernels
 
 
 @pytest.mark.parametrize(
