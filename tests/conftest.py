@@ -72,3 +72,21 @@ def reference(request: pytest.FixtureRequest) -> Iterator[Reference]:
     cache_dir = cache.mkdir("lazygen-reference") if cache is not None else None
     with Reference(cache_dir=cache_dir) as ref:
         yield ref
+
+
+@pytest.fixture(scope="session")
+def wheel_env(tmp_path_factory: pytest.TempPathFactory):
+    """A venv with a wheel of this checkout's lazygen (tests/wheel_env.py), for
+    installing backend projects into; built once per session."""
+    import importlib.util
+    import shutil
+
+    for module in ("torch", "scikit_build_core", "pip", "yaml", "jinja2"):
+        require(importlib.util.find_spec(module) is not None, f"{module} is not installed")
+    require(importlib.util.find_spec("cmake") or shutil.which("cmake"), "no cmake (PyPI package or PATH)")
+    require(shutil.which("c++") or shutil.which("g++"), "no C++ compiler on PATH")
+    from wheel_env import make_wheel_env
+
+    env = make_wheel_env(tmp_path_factory.getbasetemp(), tmp_path_factory.mktemp("wheel_env"))
+    print("lazygen wheel environment: " + ", ".join(f"{k} {v:.1f}s" for k, v in env.seconds.items()))
+    return env

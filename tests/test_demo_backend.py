@@ -1,118 +1,57 @@
 """examples/demo_backend end to end: an out-of-tree lazy backend built with lazygen runs on device="lazy".
 
-Once per module: a throwaway virtual environment gets a wheel of this
-checkout's lazygen, then the demo, both with `pip install
---no-build-isolation`, as a backend author would. The tests then check the
-wheel's CMake entry points, the demo's build log, and run every op of the
-demo's yaml on the lazy device against eager CPU.
-
-Why not `python -m venv --system-site-packages`: a developer's editable
-install of lazygen (scikit-build-core's redirecting import hook, started by a
-.pth file in site-packages) would still answer `import lazygen` inside such a
-venv, so the wheel under test would never be used. Instead the venv is plain
-and a .pth file of its own lists the host's site-packages folders as path
-entries: torch, scikit-build-core, PyYAML and Jinja2 are importable without
-reinstalling, the host's .pth hooks are not run, and the venv's own
-site-packages (holding the new lazygen) comes first on sys.path.
+Once per module: the demo is installed with `pip install
+--no-build-isolation` into the session's venv holding a wheel of this
+checkout's lazygen (tests/wheel_env.py), as a backend author would. The
+tests then check the wheel's CMake entry points, the demo's build log, and
+run every op of the demo's yaml on the lazy device against eager CPU. (That
+the demo is what `lazygen init` writes is tests/test_init.py's.)
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import re
-import shutil
-import site
 import subprocess
 import time
-import venv
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.reference import require
-
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "examples" / "demo_backend"
-DEMO_YAML = DEMO / "demo_native_functions.yaml"
+DEMO_YAML = DEMO / "lazygen_demo_native_functions.yaml"
 CMAKE_FILES = ("LazyGen.cmake", "LazyGenConfig.cmake", "LazyGenConfigVersion.cmake")
 
 
 @dataclass
 class DemoEnv:
-    python: Path  # the venv's interpreter
-    site_packages: Path  # the venv's own site-packages
+    wheel_env: object  # tests/wheel_env.WheelEnv
     demo_log: str  # pip -v output of the demo's build
     build_dir: Path
-    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def site_packages(self) -> Path:
+        return self.wheel_env.site_packages
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        return self.wheel_env.seconds
 
     def run(self, code: str) -> subprocess.CompletedProcess[str]:
-        # -I: no PYTHONPATH, user site or cwd; the venv's .pth files still apply.
-        return subprocess.run([str(self.python), "-I", "-c", code], capture_output=True, text=True, env=_env())
-
-
-def _env() -> dict[str, str]:
-    """The host environment without anything that would put this checkout's lazygen on sys.path."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env["PIP_NO_INPUT"] = "1"
-    return env
-
-
-def _host_site_dirs() -> list[str]:
-    dirs = list(site.getsitepackages())
-    if site.ENABLE_USER_SITE:
-        dirs.append(site.getusersitepackages())
-    return [d for d in dict.fromkeys(dirs) if Path(d).is_dir()]
-
-
-def _pip_install(python: Path, *args: str) -> tuple[str, float]:
-    """`pip install --no-build-isolation` into the venv; returns the verbose log and the seconds it took.
-
-    --no-index: everything needed is already importable, so a missing
-    dependency fails here instead of being downloaded.
-    """
-    cmd = [str(python), "-m", "pip", "install", "--no-build-isolation", "--no-index", "-v", *args]
-    start = time.monotonic()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
-    took = time.monotonic() - start
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-20000:]}"
-    return proc.stdout, took
+        return self.wheel_env.run("-c", code)
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> DemoEnv:
-    for module in ("torch", "scikit_build_core", "pip", "yaml", "jinja2"):
-        require(importlib.util.find_spec(module) is not None, f"{module} is not installed")
-    require(importlib.util.find_spec("cmake") or shutil.which("cmake"), "no cmake (PyPI package or PATH)")
-    require(shutil.which("c++") or shutil.which("g++"), "no C++ compiler on PATH")
-
-    root = tmp_path_factory.mktemp("demo_backend")
-    seconds: dict[str, float] = {}
-    start = time.monotonic()
-    env_dir = root / "venv"
-    venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)
-    python = env_dir / "bin" / "python"
-    site_packages = Path(
-        subprocess.run(
-            [str(python), "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True, text=True, check=True, env=_env(),
-        ).stdout.strip()
+def demo(wheel_env, tmp_path_factory) -> DemoEnv:
+    build_dir = tmp_path_factory.mktemp("demo_backend") / "demo-build"  # a fixed build folder, so compile_commands.json can be read
+    demo_log, wheel_env.seconds["pip install demo_backend"] = wheel_env.pip_install(
+        "-C", f"build-dir={build_dir}", "-C", "cmake.define.CMAKE_EXPORT_COMPILE_COMMANDS=ON", str(DEMO)
     )
-    (site_packages / "_host_site_packages.pth").write_text("".join(d + "\n" for d in _host_site_dirs()))
-    seconds["venv"] = time.monotonic() - start
-
-    _, seconds["pip install lazygen"] = _pip_install(python, str(REPO))
-    build_dir = root / "demo-build"  # a fixed build folder, so compile_commands.json can be read
-    demo_log, seconds["pip install demo_backend"] = _pip_install(
-        python, "-C", f"build-dir={build_dir}", "-C", "cmake.define.CMAKE_EXPORT_COMPILE_COMMANDS=ON", str(DEMO)
-    )
-    env = DemoEnv(python, site_packages, demo_log, build_dir, seconds)
-    print("demo_backend timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
-    return env
+    print(f"demo_backend: pip install took {wheel_env.seconds['pip install demo_backend']:.1f}s")
+    return DemoEnv(wheel_env, demo_log, build_dir)
 
 
 def test_lazygen_wheel_serves_its_cmake_files_through_the_entry_points(demo: DemoEnv):
@@ -146,19 +85,22 @@ def test_demo_build_found_lazygen_through_the_entry_point_and_compiled_generated
     assert found, log[-5000:]
     assert found.group(1).startswith("0.1")
     assert Path(found.group(2)).resolve() == (demo.site_packages / "lazygen" / "cmake").resolve(), found.group(0)
-    assert "lazygen: generating lazy tensor sources from demo_native_functions.yaml" in log, log[-5000:]
+    assert "lazygen: generating lazy tensor sources from lazygen_demo_native_functions.yaml" in log, log[-5000:]
     compiled = set(re.findall(r"Building CXX object \S*/([^/\s]+)\.o\b", log))
-    # No autograd section in the yaml: two generated translation units, plus the binding.
-    assert compiled == {"LazyNativeFunctions.cpp", "RegisterLazy.cpp", "module.cpp"}, log[-5000:]
+    # No autograd section in the yaml, and SHARDS 2: the kernels and the
+    # registration in two translation units each, plus the binding.
+    assert compiled == {"LazyNativeFunctions_0.cpp", "LazyNativeFunctions_1.cpp", "RegisterLazy_0.cpp", "RegisterLazy_1.cpp",
+                        "module.cpp"}, log[-5000:]
     # The flags torch needs: C++20 and the C++11 ABI.
     commands = json.loads((demo.build_dir / "compile_commands.json").read_text())
     assert {Path(c["file"]).name for c in commands} == compiled
     for entry in commands:
         assert "-std=c++20" in entry["command"] and "-D_GLIBCXX_USE_CXX11_ABI=1" in entry["command"], entry
     generated = demo.build_dir / "lazygen" / "lazygen_demo" / "generated"
-    text = (generated / "LazyNativeFunctions.cpp").read_text()
-    assert 'TORCH_LAZY_FN_COUNTER("lazygen_demo::")' in text
-    assert "namespace lazygen_demo {" in text
+    for shard in ("LazyNativeFunctions_0.cpp", "LazyNativeFunctions_1.cpp"):
+        text = (generated / shard).read_text()
+        assert 'TORCH_LAZY_FN_COUNTER("lazygen_demo::")' in text
+        assert "namespace lazygen_demo {" in text
 
 
 # Each case runs one op of the yaml on the lazy device and on the CPU. The

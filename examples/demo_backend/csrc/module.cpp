@@ -2,7 +2,7 @@
 #include <pybind11/pybind11.h>
 
 namespace at {
-// Defined in the generated RegisterLazy.cpp (named after BACKEND_NAME and the
+// Defined in the generated RegisterLazy_0.cpp (named after BACKEND_NAME and the
 // dispatch key); lazygen writes no header for it.
 void RegisterLazygenDemoLazyNativeFunctions();
 }  // namespace at
