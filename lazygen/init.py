@@ -129,8 +129,10 @@ def _check_name(name: str) -> list[Diagnostic]:
         why = "it is a C++ keyword"
     elif name.lower() in _TAKEN:
         why = "torch (or lazygen) already uses it as a package or C++ namespace"
-    elif name.startswith("__"):
-        why = "C++ reserves names starting with two underscores"
+    elif "__" in name or name.startswith("_"):
+        # The C++ standard reserves both for the implementation (a leading
+        # underscore at global scope, which is where the namespace goes).
+        why = "C++ reserves names containing two underscores or starting with one"
     if why is None:
         return []
     return [_error(f"--name '{name}' cannot name a backend: {why}",

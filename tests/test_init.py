@@ -98,6 +98,8 @@ def test_missing_shape_functions_are_written_into_the_project(capsys, tmp_path):
     ("namespace", "C++ keyword"),
     ("torch", "already uses it"),
     ("héllo", "letters, digits and underscores"),
+    ("_backend", "C++ reserves"),
+    ("my__backend", "C++ reserves"),
 ])
 def test_bad_names_are_refused(capsys, tmp_path, name, why):
     code, out, err = init(capsys, str(tmp_path / "p"), "--name", name)
