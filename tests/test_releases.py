@@ -24,7 +24,8 @@ from lazygen.api import Options, generate
 from lazygen.catalogue_cache import load_catalogue
 from lazygen.releases import release_of
 from tests.reference import Reference, in_ci
-from tests.test_differential import GENERATED_BY, TS_OPTIONS, TS_YAML, assert_same, run_lazygen, shape_header, write_yaml
+from tests.test_differential import (FEATURES_YAML, GENERATED_BY, TS_OPTIONS, TS_YAML, assert_same, run_lazygen, shape_header,
+                                     symint_shape_decls, write_yaml)
 from tests.test_shards import ir_classes, kernels
 from tests.torch_releases import ALL_RELEASES, CI_RELEASES, SHAPE_INFERENCE_H, release_root
 
@@ -101,6 +102,25 @@ def test_ts_backend_with_pytorch_options(torch: Torch, tmp_path: Path) -> None:
 
 def test_ts_backend_with_default_options(torch: Torch, tmp_path: Path) -> None:
     compare(torch, tmp_path, TS_YAML, shape_inference_file=str(torch.shape_inference_h))
+
+
+def test_ts_backend_with_per_operator_headers_and_forced_fallback(torch: Torch, tmp_path: Path) -> None:
+    """The include list and kernel bodies these two options change, with each
+    release's Register<Key>.cpp prologue."""
+    compare(torch, tmp_path, TS_YAML, shape_inference_file=str(torch.shape_inference_h), per_operator_headers=True,
+            gen_forced_fallback_code=True, **TS_OPTIONS)
+
+
+def test_ir_gen_non_native_symint_and_two_level_namespace(torch: Torch, tmp_path: Path) -> None:
+    """The yaml sections the TS yaml leaves out (ir_gen, symint, non_native
+    properties, a nested namespace) in this release's text."""
+    yaml = tmp_path / "features.yaml"
+    yaml.write_text(FEATURES_YAML, encoding="utf-8")
+    native = torch.aten / "native"
+    catalogue = load_catalogue(native / "native_functions.yaml", native / "tags.yaml", release_of(torch.version))
+    full = ["abs", "add.Tensor", "addcmul", "native_layer_norm", "bernoulli.p"]
+    header = shape_header(tmp_path, torch.probe, full, symint_shape_decls(catalogue, ["expand_copy", "new_empty_strided"]))
+    compare(torch, tmp_path, yaml, shape_inference_file=str(header), **TS_OPTIONS)
 
 
 def test_every_op_under_full_codegen(torch: Torch, tmp_path: Path) -> None:
