@@ -27,6 +27,7 @@ from __future__ import annotations
 import keyword
 import os
 import re
+import shlex
 import sys
 import tempfile
 from dataclasses import dataclass, replace
@@ -91,7 +92,8 @@ class Settings:
 
     def command(self) -> str:
         """The init command line that makes this project (folder by its name, non-default options only)."""
-        words = ["lazygen init", self.directory.name, "--name", self.name]
+        # The folder by its name only (no path of the author's); `.` by the name it has.
+        words = ["lazygen init", shlex.quote(self.directory.absolute().name), "--name", self.name]
         if self.key != "Lazy":
             words += ["--key", self.key]
         if self.ops != DEFAULT_OPS:
@@ -457,9 +459,8 @@ def main(argv: Sequence[str]) -> int:
         for d in err.diagnostics:
             print(d.format(), file=sys.stderr)
         return 1
-    shown = os.fspath(directory)
-    print(f"wrote {len(files)} files into {shown}/")
+    print(f"wrote {len(files)} files into {os.path.join(directory, '')}")
     print("build and install it, then run its tests:")
-    print(f"  pip install --no-build-isolation {shown}")
-    print(f"  python -m pytest {os.path.join(shown, 'tests')}")
+    print(f"  pip install --no-build-isolation {shlex.quote(os.fspath(directory))}")
+    print(f"  python -m pytest {shlex.quote(os.path.join(directory, 'tests'))}")
     return 0

@@ -71,6 +71,19 @@ def test_init_prints_the_two_commands_and_writes_a_consistent_project(capsys, tm
                  "--gen-ts-lowerings", "--node-base", "torch::lazy::TsNode", "--qualify-names"]) == 0
 
 
+def test_printed_commands_work_from_a_shell_for_any_folder_name(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = init(capsys, "my backend", "--name", "p", "--ops", "relu")
+    assert code == 0, err
+    assert "  pip install --no-build-isolation 'my backend'\n" in out and "  python -m pytest 'my backend/tests'\n" in out
+    assert "`lazygen init 'my backend' --name p --ops relu`" in (tmp_path / "my backend" / "README.md").read_text()
+    (tmp_path / "q").mkdir()
+    monkeypatch.chdir(tmp_path / "q")
+    code, out, err = init(capsys, ".", "--name", "q", "--ops", "relu")
+    assert code == 0, err
+    assert "`lazygen init q --name q --ops relu`" in (tmp_path / "q" / "README.md").read_text()  # `.` by its name
+
+
 def test_missing_shape_functions_are_written_into_the_project(capsys, tmp_path):
     project = tmp_path / "p"
     code, _, err = init(capsys, str(project), "--name", "p", "--ops", "logit")
