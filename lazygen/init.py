@@ -412,6 +412,36 @@ def project_files(settings: Settings) -> dict[str, str]:
 
 
 def write_project(directory: Path, files: dict[str, str]) -> None:
+    """Write the files. A new folder is written beside it under a temporary
+    name and renamed into place, so a failed write leaves nothing behind."""
+    import shutil
+
+    if directory.is_dir():  # empty, or --force: written in place
+        _write_files(directory, files)
+        return
+    parent = directory.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=parent))
+    except OSError as err:
+        raise UserError.at(str(parent), None, None, f"cannot write: {err.strerror or err}") from None
+    try:
+        _write_files(staging, files)
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's folder is private; a project folder is not
+        staging.rename(directory)
+    except OSError as err:
+        raise UserError.at(str(directory), None, None, f"cannot write: {err.strerror or err}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_files(directory: Path, files: dict[str, str]) -> None:
     for rel, text in files.items():
         path = directory / rel
         try:

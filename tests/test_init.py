@@ -71,6 +71,26 @@ def test_init_prints_the_two_commands_and_writes_a_consistent_project(capsys, tm
                  "--gen-ts-lowerings", "--node-base", "torch::lazy::TsNode", "--qualify-names"]) == 0
 
 
+def test_a_failed_write_leaves_no_folder_behind(capsys, tmp_path, monkeypatch):
+    import lazygen.init
+
+    def fail(path, files):
+        (path / "half").write_text("")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(lazygen.init, "_write_files", lambda path, files: fail(path, files))
+    code, out, err = init(capsys, str(tmp_path / "p"), "--name", "p")
+    assert code == 1 and "cannot write: No space left on device" in err and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_new_project_folder_has_ordinary_permissions(capsys, tmp_path):
+    code, _, err = init(capsys, str(tmp_path / "p"), "--name", "p", "--ops", "relu")
+    assert code == 0, err
+    (tmp_path / "mkdir").mkdir()  # what any other tool would make
+    assert (tmp_path / "p").stat().st_mode == (tmp_path / "mkdir").stat().st_mode
+
+
 def test_printed_commands_work_from_a_shell_for_any_folder_name(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, err = init(capsys, "my backend", "--name", "p", "--ops", "relu")
