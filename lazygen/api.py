@@ -81,6 +81,7 @@ def generate(options: Options) -> Result:
     spec = load_spec(options)
     native, tags = catalogue_files(options)
     release, notes, version_file = choose_release(options, native)
+    _preflight(options, spec, native, tags)
     catalogue = load_catalogue(native, tags, release)
     # The file naming the release is an input too: upgrading torch reruns.
     read = (native, tags) + ((version_file,) if version_file is not None else ())
@@ -99,8 +100,22 @@ def generate(options: Options) -> Result:
         raise diagnostic from None
 
 
+def _preflight(options: Options, spec: BackendSpec, native: Path, tags: Path) -> None:
+    from lazygen import preflight
+    from lazygen.engine import shape_header_file
+    from lazygen.render import template_files
+
+    inputs = [("the backend yaml", Path(options.source_yaml)), ("native_functions.yaml", native), ("tags.yaml", tags)]
+    if options.impl_path is not None:
+        inputs.append(("the kernel implementation file (--impl-path)", Path(options.impl_path)))
+    if options.check_shape_inference and options.shape_inference_hdr is not None:
+        inputs.append(("the shape inference header", shape_header_file(options)))
+    inputs += [("a template override", path) for path in template_files(options.template_dirs)]
+    preflight.check(options, spec.backend, spec.has_autograd, inputs)
+
+
 def _render_and_commit(options: Options, catalogue: Catalogue, spec: BackendSpec, read: tuple[Path, ...], release: Release) -> Result:
-    from lazygen.commit import Staged, commit, stage
+    from lazygen.commit import Staged, commit, discard_if_unused, stage
     from lazygen.engine import render_outputs
 
     rendered = render_outputs(options, catalogue, spec, release)
@@ -114,22 +129,28 @@ def _render_and_commit(options: Options, catalogue: Catalogue, spec: BackendSpec
                 pass
         return Result((), (), (), inputs, outputs, warnings=rendered.warnings)
     staged: dict[str, Staged] = {}
+    created: list[Path] = []
     try:
-        created = _make_dir(out_dir)
         try:
+            created = _make_dirs(out_dir)
             for name in list(rendered.contents):
                 staged[name] = stage(out_dir, rendered.contents.pop(name)())
+            result = commit(
+                out_dir,
+                staged,
+                depfile=Path(options.depfile) if options.depfile is not None else None,
+                depfile_target=options.depfile_target or os.fspath(outputs[0]),
+                inputs=[os.fspath(p) for p in inputs],
+            )
         except BaseException:
+            # A failed or stopped run leaves no folder of its own making behind.
+            for s in staged.values():
+                s.close()
             if created:
-                _remove_if_empty(out_dir)
+                discard_if_unused(created[-1])
+            for folder in reversed(created):
+                _remove_if_empty(folder)
             raise
-        result = commit(
-            out_dir,
-            staged,
-            depfile=Path(options.depfile) if options.depfile is not None else None,
-            depfile_target=options.depfile_target or os.fspath(outputs[0]),
-            inputs=[os.fspath(p) for p in inputs],
-        )
     except OSError as err:
         if isinstance(err, LookupError):
             raise  # jinja2.TemplateNotFound, which is an OSError too: a template's mistake
@@ -142,12 +163,17 @@ def _render_and_commit(options: Options, catalogue: Catalogue, spec: BackendSpec
                   rendered.warnings)
 
 
-def _make_dir(path: Path) -> bool:
-    """Create the output folder (and its parents) if missing; True if this call created it."""
-    if path.is_dir():
-        return False
-    path.mkdir(parents=True, exist_ok=True)
-    return True
+def _make_dirs(path: Path) -> list[Path]:
+    """Create the output folder and its missing parents; the folders this call created, outermost first."""
+    missing = []
+    while not os.path.lexists(path):
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
+    return missing[::-1]
 
 
 def _remove_if_empty(path: Path) -> None:

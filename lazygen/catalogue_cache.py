@@ -13,7 +13,6 @@ import hashlib
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -27,12 +26,12 @@ if TYPE_CHECKING:
 _FORMAT = "lazygen-catalogue-1"
 
 
-def cache_dir() -> Path:
-    if os.environ.get("LAZYGEN_CACHE_DIR"):
-        return Path(os.environ["LAZYGEN_CACHE_DIR"])
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "lazygen"
-    return Path.home() / ".cache" / "lazygen"
+def cache_dir() -> Path | None:
+    """lazygen.cachedir's folder as a Path; None: cache nothing."""
+    from lazygen import cachedir
+
+    folder = cachedir.cache_dir()
+    return Path(folder) if folder is not None else None
 
 
 def _model_source() -> bytes:
@@ -54,8 +53,10 @@ def _key(native_bytes: bytes, tags_bytes: bytes, release: str) -> str:
 
 
 def _read(path: Path) -> bytes:
+    from lazygen.inputs import read_input
+
     try:
-        return path.read_bytes()
+        return read_input(path)
     except OSError as err:
         raise UserError.at(str(path), None, None, f"cannot read the operator catalogue: {err.strerror or err}") from None
 
@@ -137,27 +138,26 @@ def _load_cached(entry: Path, key: str, kind: type = Catalogue) -> object | None
 
 
 def _store(entry: Path, key: str, catalogue: object) -> None:
+    from lazygen.atomic import write_atomic
+
     try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".pickle")
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump((key, catalogue), f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, entry)
+        write_atomic(entry, lambda f: pickle.dump((key, catalogue), f, protocol=pickle.HIGHEST_PROTOCOL))
     except OSError:
         pass  # a cache we cannot write only costs time
 
 
 def load_catalogue(native_path: Path, tags_path: Path, release: Release = NEWEST, *, use_cache: bool = True) -> Catalogue:
     """The catalogue as torchgen of `release` builds it (lazygen.releases)."""
+    # Read once: either may be a pipe. (A cache hit keeps the bytes a moment
+    # longer than it needs them: about 1 MB.)
     native_bytes, tags_bytes = _read(native_path), _read(tags_path)
     key = _key(native_bytes, tags_bytes, release.catalogue_facts)
-    entry = cache_dir() / f"catalogue-{key}.pickle"
-    if use_cache and entry.exists():
-        del native_bytes, tags_bytes  # not needed to load a cached model; keep peak memory low
+    folder = cache_dir() if use_cache else None
+    entry = folder / f"catalogue-{key}.pickle" if folder is not None else None
+    if entry is not None and entry.exists():
         cached = _load_cached(entry, key)
         if cached is not None:
             return cached
-        native_bytes, tags_bytes = _read(native_path), _read(tags_path)
     try:
         tags = _parse_yaml(tags_path, tags_bytes)
         catalogue = build_catalogue(_parse_entries(native_path, native_bytes), tags, release)
@@ -166,7 +166,7 @@ def load_catalogue(native_path: Path, tags_path: Path, release: Release = NEWEST
     # Let the parsed schemas of all 3,101 functions go before pickling (whose
     # memo is the cold run's peak): the run parses again the few it uses.
     catalogue.forget_parsed()
-    if use_cache:
+    if entry is not None:
         _store(entry, key, catalogue)
     return catalogue
 
@@ -174,13 +174,14 @@ def load_catalogue(native_path: Path, tags_path: Path, release: Release = NEWEST
 def load_backend_spec(path: Path) -> BackendSpec:
     """The parsed backend yaml, from the cache when this exact file (bytes
     and path: diagnostics name the path) was parsed before. A cache hit
-    does not import PyYAML."""
+    does not import PyYAML. The file is read once: it may be a pipe."""
     from lazygen.backend import BackendSpec, parse_backend
+    from lazygen.inputs import decode, read_input
 
     try:
-        data = path.read_bytes()
-    except OSError:
-        return parse_backend(path)  # reports the problem
+        data = read_input(path)
+    except OSError as err:
+        raise UserError.at(str(path), None, None, f"cannot read file: {err.strerror or err}") from None
     here = Path(__file__).parent
     source = b"".join((here / name).read_bytes() for name in ("backend.py", "schema.py", "yamlsource.py"))
     from lazygen import __version__
@@ -190,10 +191,14 @@ def load_backend_spec(path: Path) -> BackendSpec:
         h.update(len(part).to_bytes(8, "little"))
         h.update(part)
     key = h.hexdigest()
-    entry = cache_dir() / "specs" / f"{key}.pickle"
-    cached = _load_cached(entry, key, BackendSpec)
+    folder = cache_dir()
+    entry = folder / "specs" / f"{key}.pickle" if folder is not None else None
+    cached = _load_cached(entry, key, BackendSpec) if entry is not None else None
     if cached is not None:
         return cached
-    spec = parse_backend(path)
-    _store(entry, key, spec)
+    from lazygen.yamlsource import load
+
+    spec = parse_backend(path, load(path, decode(path, data)))
+    if entry is not None:
+        _store(entry, key, spec)
     return spec

@@ -153,7 +153,35 @@ SUBCOMMANDS = {"explain": "lazygen.explain", "init": "lazygen.init"}
 _NOT_GENERATING = ("--list-outputs", "--dry-run", "--dry_run", "--cmake-dir", "--version", "-h", "--help", "--write-missing-shapes")
 
 
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the run is (as Python raises
+    KeyboardInterrupt for SIGINT), so that its cleanup runs."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stopped(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status 128 + N for a run stopped by signal N (Ctrl-C: 130), with
+    one line on stderr; the output folder is left as it was or wholly
+    updated (lazygen.commit)."""
+    import signal
+
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _stop)
+    except ValueError:
+        pass  # not the main thread: signals are not ours to handle
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as stop:
+        signum = stop.args[0] if isinstance(stop, _Stopped) else signal.SIGINT
+        print(f"lazygen: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
+
+
+def _main(argv: Sequence[str] | None) -> int:
     import time
 
     started_ns = time.time_ns()

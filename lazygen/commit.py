@@ -31,12 +31,16 @@ Never set it outside tests.
 
 from __future__ import annotations
 
+import errno
 import os
-import secrets
 import stat
+import sys
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lazygen.atomic import signals_deferred, sweep, temp_path
 
 try:
     import fcntl
@@ -51,8 +55,10 @@ __all__ = [
     "Staged",
     "commit",
     "depfile_text",
+    "discard_if_unused",
     "read_manifest",
     "stage",
+    "write_if_changed",
 ]
 
 MANIFEST_NAME = ".lazygen-manifest"
@@ -182,9 +188,18 @@ class Staged:
             return False
         self._file.flush()
         try:
-            os.link(f"/proc/self/fd/{self._file.fileno()}", tmp, follow_symlinks=True)
+            proc_fds = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
-            return False  # no /proc, say: the caller copies the bytes instead
+            return False  # no /proc: the caller copies the bytes instead
+        try:
+            # linkat(proc_fds, "N", AT_FDCWD, tmp, AT_SYMLINK_FOLLOW): a plain
+            # link() of "/proc/self/fd/N" does not follow that magic link and
+            # fails with EXDEV.
+            os.link(str(self._file.fileno()), tmp, src_dir_fd=proc_fds, follow_symlinks=True)
+        except OSError:
+            return False  # an old kernel, say: the caller copies the bytes instead
+        finally:
+            os.close(proc_fds)
         return True
 
     def close(self) -> None:
@@ -221,11 +236,22 @@ def _crash_after() -> int | None:
     return int(value)
 
 
-def _write_if_changed(path: Path, data: bytes | Staged) -> bool:
+def write_if_changed(path: Path, data: bytes | Staged) -> bool:
     """Put ``data`` at ``path`` by temp file + rename unless it is already there.
 
-    Returns whether the file was written.
+    Returns whether the file was written. An OSError names ``path``, never
+    the temporary file.
     """
+    path = Path(path)
+    try:
+        return _write_if_changed(path, data)
+    except OSError as err:
+        if err.errno is not None and err.filename != os.fspath(path):
+            raise OSError(err.errno, err.strerror, os.fspath(path)) from None
+        raise
+
+
+def _write_if_changed(path: Path, data: bytes | Staged) -> bool:
     if isinstance(data, Staged):
         if data.same_as(path):
             return False
@@ -236,30 +262,22 @@ def _write_if_changed(path: Path, data: bytes | Staged) -> bool:
                     return False
         except FileNotFoundError:
             pass
-    directory = path.parent
-    while True:
-        tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        if isinstance(data, Staged) and data.link_to(tmp):
-            break
+    # Held back for the few calls from the temporary file's creation to its
+    # rename, so a stop signal (an exception, see lazygen.cli) cannot strand it.
+    with signals_deferred():
+        tmp = temp_path(path)
         try:
-            # os.open with mode 0o666 (unlike mkstemp's 0o600) lets the umask
-            # decide the permissions, as for any ordinarily created file.
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        except FileExistsError:
-            continue
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in data.chunks() if isinstance(data, Staged) else (data,):
-                    f.write(chunk)
+            if not (isinstance(data, Staged) and data.link_to(tmp)):
+                # Mode 0o666 (unlike mkstemp's 0o600) lets the umask decide
+                # the permissions, as for any ordinarily created file.
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+                with os.fdopen(fd, "wb") as f:
+                    for chunk in data.chunks() if isinstance(data, Staged) else (data,):
+                        f.write(chunk)
+            os.replace(tmp, path)
         except BaseException:
             _unlink_quietly(tmp)
             raise
-        break
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
     return True
 
 
@@ -271,28 +289,113 @@ def _unlink_quietly(path: Path) -> None:
 
 
 class _DirLock:
-    """Exclusive ``flock`` on the directory's lock file for a ``with`` block."""
+    """Exclusive ``flock`` on the directory's lock file for a ``with`` block.
+
+    The lock file is never followed if it is a symlink, nor created through
+    one. It is opened read-only, so a read-only folder whose outputs are all
+    up to date still commits (with no lock when the file cannot be created:
+    nothing can be written there anyway). A run that has waited a second
+    says so on stderr, once."""
+
+    NOTICE_AFTER_S = 1.0
+    POLL_S = 0.05
 
     def __init__(self, output_dir: Path) -> None:
         self._path = output_dir / LOCK_NAME
         self._fd: int | None = None
 
     def __enter__(self) -> "_DirLock":
-        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o666)
-        if fcntl is not None:
+        while True:
+            fd = self._open()
+            if fd is None:
+                return self
             try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                self._wait(fd)
+                # A failed run that created the folder removes the lock file
+                # with it (lazygen.api): then lock the file that is there now.
+                held, now = os.fstat(fd), _lstat(self._path)
+                if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                    self._fd = fd
+                    return self
             except BaseException:
-                os.close(self._fd)
+                os.close(fd)
                 raise
-        return self
+            os.close(fd)
+
+    def _open(self) -> int | None:
+        flags = os.O_RDONLY | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self._path, flags, 0o666)
+        except OSError as err:
+            if os.path.islink(self._path):
+                raise OSError(errno.ELOOP, "the lock file is a symbolic link, which lazygen never follows: remove it",
+                              os.fspath(self._path)) from None
+            if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and not os.path.lexists(self._path):
+                return None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EEXIST, "the lock file is not a regular file: remove it", os.fspath(self._path))
+        return fd
+
+    def _wait(self, fd: int) -> None:
+        if fcntl is None:
+            return
+        started = time.monotonic()
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
+            if not told and time.monotonic() - started >= self.NOTICE_AFTER_S:
+                holder = _lock_holder(os.fstat(fd))
+                by = f"process {holder}" if holder is not None else "another run"
+                print(f"lazygen: waiting for {self._path}, held by {by} (a stopped run holds it until it ends)",
+                      file=sys.stderr, flush=True)
+                told = True
+            time.sleep(self.POLL_S)
 
     def __exit__(self, *exc: object) -> None:
-        assert self._fd is not None
         # Closing the descriptor releases the lock; the file stays in place
         # so every process locks the same inode.
-        os.close(self._fd)
-        self._fd = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _lock_holder(st: os.stat_result) -> int | None:
+    """The pid holding a flock on this file, from Linux's /proc/locks."""
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if "FLOCK" in fields and inode in fields and "->" not in fields:
+                    return int(fields[fields.index(inode) - 1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def discard_if_unused(output_dir: Path) -> None:
+    """Remove lazygen's bookkeeping files from a folder that holds nothing
+    else, so that a failed run's new folder can be removed. Never fails."""
+    try:
+        with _DirLock(output_dir):
+            if set(os.listdir(output_dir)) <= {LOCK_NAME, MANIFEST_NAME}:
+                _unlink_quietly(output_dir / MANIFEST_NAME)
+                _unlink_quietly(output_dir / LOCK_NAME)  # a run waiting on it locks again (_DirLock)
+    except OSError:
+        pass
 
 
 def _remove_file(path: Path) -> bool:
@@ -335,7 +438,7 @@ def commit(
             if not names:
                 raise ValueError("a depfile needs a target: give depfile_target or at least one output")
             depfile_target = os.fspath(output_dir / names[0])
-        dep_bytes = depfile_text(depfile_target, inputs).encode("utf-8")
+        dep_bytes = depfile_text(depfile_target, inputs).encode("utf-8", "surrogateescape")  # paths as the system spells them
     crash_after = _crash_after()
 
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -344,20 +447,28 @@ def commit(
         Path(depfile).parent.mkdir(parents=True, exist_ok=True)
         if Path(depfile).is_dir():
             raise IsADirectoryError(f"depfile {depfile} is a directory")
-    with _DirLock(output_dir):
+    # The signals that stop a run are held back while it holds the lock, so
+    # a run stopped by one leaves the folder as it was or wholly new. (A
+    # kill -9 can still stop it between two renames: every file is whole,
+    # each the old or the new one, and the next run finishes the job.)
+    with _DirLock(output_dir), signals_deferred():
         for name in names:
             if (output_dir / name).is_dir():
                 raise IsADirectoryError(f"output {output_dir / name} is a directory")
         old = read_manifest(output_dir)
+        # Temporary files of runs killed mid-commit (no other run commits here now).
+        sweep(output_dir, {*old, *names, MANIFEST_NAME}, all_dead=True)
+        if depfile is not None:
+            sweep(Path(depfile).parent, {Path(depfile).name})
         # Record new names before creating them, so a run killed midway still
         # leaves every file it may have written listed for the next cleanup.
         if not set(names) <= set(old):
-            _write_if_changed(output_dir / MANIFEST_NAME, _manifest_bytes([*old, *names]))
+            write_if_changed(output_dir / MANIFEST_NAME, _manifest_bytes([*old, *names]))
 
         written: list[str] = []
         unchanged: list[str] = []
         for name in names:
-            if _write_if_changed(output_dir / name, data[name]):
+            if write_if_changed(output_dir / name, data[name]):
                 written.append(name)
                 if crash_after is not None and len(written) == crash_after:
                     os._exit(137)
@@ -366,10 +477,10 @@ def commit(
 
         keep = set(names)
         removed = [name for name in old if name not in keep and _remove_file(output_dir / name)]
-        _write_if_changed(output_dir / MANIFEST_NAME, _manifest_bytes(names))
+        write_if_changed(output_dir / MANIFEST_NAME, _manifest_bytes(names))
 
         if depfile is not None and dep_bytes is not None:
-            _write_if_changed(Path(depfile), dep_bytes)
+            write_if_changed(Path(depfile), dep_bytes)
 
         # Taken under the lock: what this commit left, not what a concurrent
         # run may have left a moment later (the no-op fast path records these).

@@ -20,11 +20,12 @@ from lazygen.catalogue import Catalogue, NativeFunction
 from lazygen.compilable import Refusal
 from lazygen.cpp import Flavor, Signature
 from lazygen.errors import Diagnostic, Unsupported, UserError
+from lazygen.inputs import decode, read_input
 from lazygen.ir_view import Names, ir_node
 from lazygen.kernel_view import KernelContext, kernel, shape_declaration, uses_meta_shapes
 from lazygen.lazy import NON_NATIVE_PROPERTIES, lazy_ir_schema
 from lazygen.locate import torch_include_dir
-from lazygen.options import Options
+from lazygen.options import DEFAULT_SHAPE_INFERENCE_HDR, Options
 from lazygen.releases import NEWEST, Release
 from lazygen.register_view import Wrapper, group_wrappers
 
@@ -257,21 +258,25 @@ def check_shape_inference(options: Options, shape_decls: list[tuple[str, str]], 
         return None
     path = shape_header_file(options)
     try:
-        lines = set(path.read_text(encoding="utf-8").split("\n"))
+        lines = set(decode(path, read_input(path)).split("\n"))
     except FileNotFoundError as err:
         if options.write_missing_shapes is None:
             raise UserError.at(str(path), None, None, f"cannot read the shape inference header: {err.strerror}",
                                "pass it with --shape-inference-file, write it with --write-missing-shapes FILE, "
                                "or skip the check with --no-shape-inference-check") from None
         lines = set()  # a new backend's first run: every declaration is missing, and gets written
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError.at(str(path), None, None, f"cannot read the shape inference header: {getattr(err, 'strerror', None) or err}",
+    except OSError as err:
+        raise UserError.at(str(path), None, None, f"cannot read the shape inference header: {err.strerror or err}",
                            "pass it with --shape-inference-file, or skip the check with --no-shape-inference-check") from None
     missing = [(op, decl) for op, decl in shape_decls if decl not in lines]
     hint = "or write the missing declarations with --write-missing-shapes FILE"
     if missing and options.write_missing_shapes is not None:
-        written = write_shape_files(Path(options.write_missing_shapes), options.shape_inference_hdr,
-                                    [d for _, d in shape_decls], [d for _, d in missing])
+        target = Path(options.write_missing_shapes)
+        # The header written replaces the one checked: it must not include itself.
+        included = options.shape_inference_hdr
+        if _same_file(target, path) or target.resolve().parts[-len(Path(included).parts):] == Path(included).parts:
+            included = DEFAULT_SHAPE_INFERENCE_HDR
+        written = write_shape_files(target, included, [d for _, d in shape_decls], [d for _, d in missing])
         hint = f"wrote every declaration to {written[0]} and skeletons of the missing ones to {written[1]}"
     for op, decl in missing:
         problems.op(op, f"no shape function for '{op}' in {options.shape_inference_hdr}; declare: {decl}", hint)
@@ -301,10 +306,16 @@ def write_shape_files(header: Path, included: str, every_decl: list[str], missin
         f'#include "{header.name}"\n\n#include <c10/util/Exception.h>\n\n'
         "namespace torch {\nnamespace lazy {\n\n" + "\n".join(bodies) + "\n} // namespace lazy\n} // namespace torch\n"
     )
+    from lazygen.atomic import sweep
+    from lazygen.commit import write_if_changed
+
+    # Like the outputs: each written whole (temporary file and rename), and
+    # only when its content changed.
     for path, text in ((header, header_text), (source, source_text)):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+            sweep(path.parent, {path.name})
+            write_if_changed(path, text.encode("utf-8"))
         except OSError as err:
             raise UserError.at(str(path), None, None, f"cannot write: {err.strerror or err}") from None
     return header, source
@@ -320,15 +331,23 @@ def kernel_definitions(text: str, class_name: str) -> dict[str, int]:
     return found
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
 def check_kernels(options: Options, catalogue: Catalogue, checked: CheckedBackend, class_name: str, problems: _Problems) -> Path | None:
     """Every supported/autograd kernel (not full_codegen) must be defined in the impl file."""
     if options.impl_path is None:
         return None
     path = Path(options.impl_path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError.at(str(path), None, None, f"cannot read the kernel implementation file: {getattr(err, 'strerror', None) or err}") from None
+        data = read_input(path)
+    except OSError as err:
+        raise UserError.at(str(path), None, None, f"cannot read the kernel implementation file: {err.strerror or err}") from None
+    text = decode(path, data)
     full = set(checked.full_codegen)
     expected: dict[str, list[NativeFunction]] = {}
     kernels = dict(checked.backend_index.kernels)

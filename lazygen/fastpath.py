@@ -17,13 +17,8 @@ import sys
 import zlib
 from typing import Iterable, Sequence
 
-
-def _cache_dir() -> str:
-    if os.environ.get("LAZYGEN_CACHE_DIR"):
-        return os.environ["LAZYGEN_CACHE_DIR"]
-    if os.environ.get("XDG_CACHE_HOME"):
-        return os.path.join(os.environ["XDG_CACHE_HOME"], "lazygen")
-    return os.path.join(os.path.expanduser("~"), ".cache", "lazygen")
+from lazygen.atomic import write_atomic
+from lazygen.cachedir import cache_dir
 
 
 def _key(argv: Sequence[str]) -> str:
@@ -32,8 +27,12 @@ def _key(argv: Sequence[str]) -> str:
     return json.dumps([__version__, sys.executable, os.getcwd(), list(argv)])
 
 
-def _state_file(key: str) -> str:
-    return os.path.join(_cache_dir(), "runs", f"{zlib.crc32(key.encode()):08x}-{len(key)}.json")
+def _state_file(key: str) -> str | None:
+    folder = cache_dir()
+    if folder is None:
+        return None
+    # surrogateescape: a command line may name paths that are not UTF-8.
+    return os.path.join(folder, "runs", f"{zlib.crc32(key.encode('utf-8', 'surrogateescape')):08x}-{len(key)}.json")
 
 
 def _stat(path: str) -> list[int] | None:
@@ -46,11 +45,14 @@ def _stat(path: str) -> list[int] | None:
 
 def _folders(paths: Iterable[str]) -> list[str]:
     """Folders whose listing matters (template folders): their mtime changes
-    when a file is added or removed."""
+    when a file is added or removed. A folder given but missing is listed
+    too: creating it later is a change."""
     out = []
     for p in paths:
+        out.append(p)
         for root, _dirs, _files in os.walk(p):
-            out.append(root)
+            if root != p:
+                out.append(root)
     return out
 
 
@@ -82,26 +84,31 @@ def record(argv: Sequence[str], inputs: Iterable[str], outputs: dict[str, list[i
     under its lock; inputs are stat-ed now, and a run whose inputs changed
     around its start is not recorded (the next run then does the work)."""
     key = _key(argv)
-    read = [[p, _stat(p)] for p in list(inputs) + _folders(folders) + _own_files()]
-    if any(stat is None or stat[1] >= started_ns - RACY_NS for _, stat in read):
-        return
-    written = [[p, list(stat) if stat else None] for p, stat in outputs.items()]
-    state = {"key": key, "files": read + written}
     path = _state_file(key)
-    tmp = f"{path}.{os.getpid()}.tmp"
+    if path is None:
+        return
+    folders = _folders(folders)
+    # A missing folder is recorded as missing (None); any other input must exist.
+    read = [[p, _stat(p)] for p in folders] + [[p, _stat(p)] for p in list(inputs) + _own_files()]
+    if any((stat is None and p not in folders) or (stat is not None and stat[1] >= started_ns - RACY_NS) for p, stat in read):
+        return
+    if any(stat is None for stat in outputs.values()):
+        return  # an output gone already: another run is at work
+    written = [[p, list(stat)] for p, stat in outputs.items()]
+    state = {"key": key, "files": read + written}
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(state, f)
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: f.write(json.dumps(state).encode("utf-8", "surrogateescape")))
     except OSError:
         pass  # without a record the next run just does the work
 
 
 def is_up_to_date(argv: Sequence[str]) -> bool:
     key = _key(argv)
+    path = _state_file(key)
+    if path is None:
+        return False
     try:
-        with open(_state_file(key), encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             state = json.load(f)
     except (OSError, ValueError):
         return False
@@ -110,4 +117,5 @@ def is_up_to_date(argv: Sequence[str]) -> bool:
     files = state.get("files")
     if not isinstance(files, list) or not files:
         return False
-    return all(isinstance(stat, list) and _stat(path) == stat for path, stat in files)
+    return all(isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and _stat(entry[0]) == entry[1]
+               for entry in files)

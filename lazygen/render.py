@@ -114,18 +114,21 @@ def _render_into(texts: list[str], template: jinja2.Template, variables: dict, s
 
 
 class _BestEffortCache(jinja2.FileSystemBytecodeCache):
-    """Compiled templates on disk; a folder we cannot read or write (a
-    read-only home in a build sandbox) only costs compile time."""
+    """Compiled templates on disk. A damaged entry is ignored and rebuilt;
+    a folder we cannot read or write (a read-only home in a build sandbox)
+    only costs compile time."""
 
     def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
         try:
             super().load_bytecode(bucket)
-        except OSError:
-            pass
+        except Exception:  # noqa: BLE001 - truncated or foreign bytes fail in pickle and marshal in many ways
+            bucket.reset()
 
     def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        from lazygen.atomic import write_atomic
+
         try:
-            super().dump_bytecode(bucket)
+            write_atomic(Path(self._get_cache_filename(bucket)), bucket.write_bytecode)
         except OSError:
             pass
 
@@ -135,7 +138,10 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
     by template name and source checksum)."""
     from lazygen.catalogue_cache import cache_dir
 
-    folder = cache_dir() / "jinja"
+    root = cache_dir()
+    if root is None:
+        return None
+    folder = root / "jinja"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:

@@ -14,6 +14,7 @@ from typing import NamedTuple, Union
 import yaml
 
 from lazygen.errors import UserError
+from lazygen.inputs import read_text
 
 try:
     _Loader = yaml.CSafeLoader
@@ -43,21 +44,6 @@ class Located(NamedTuple):
     col: int
 
 
-def read_text(path: Path) -> str:
-    """The file's text, or a diagnostic for a missing, unreadable or non-UTF-8 file."""
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise UserError.at(str(path), None, None, f"cannot read file: {err.strerror or err}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        before = data[: err.start]
-        line = before.count(b"\n") + 1
-        col = err.start - (before.rfind(b"\n") + 1) + 1
-        raise UserError.at(str(path), line, col, "file is not valid UTF-8") from None
-
-
 def load(path: Path, text: str | None = None) -> Located:
     """Parse one YAML document into Located values (dict keys are plain strings)."""
     if text is None:
@@ -65,8 +51,13 @@ def load(path: Path, text: str | None = None) -> Located:
     if not text.strip():
         raise UserError.at(str(path), 1, 1, "file is empty", "a backend yaml needs at least 'backend:' and 'cpp_namespace:'")
     try:
-        _check_depth(path, text)
+        _check_size(path, text)
         node = yaml.compose(text, Loader=_Loader)
+    except yaml.reader.ReaderError as err:
+        # A character YAML refuses (a NUL, say): its position is an index into the text.
+        line = text.count("\n", 0, err.position) + 1
+        col = err.position - (text.rfind("\n", 0, err.position) + 1) + 1
+        raise UserError.at(str(path), line, col, f"invalid YAML: character {err.character!r} is not allowed in YAML") from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         problem = err.problem or "invalid YAML"
@@ -79,10 +70,18 @@ def load(path: Path, text: str | None = None) -> Located:
     return _Converter(path).convert(node)
 
 
-def _check_depth(path: Path, text: str) -> None:
-    """Refuse deep nesting before composing: the event parser does not recurse."""
+def _check_size(path: Path, text: str) -> None:
+    """Refuse deep nesting and too many nodes before composing: the event
+    parser does not recurse and holds no node graph."""
     depth = 0
+    nodes = 0
     for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            nodes += 1
+            if nodes > MAX_NODES:
+                mark = event.start_mark
+                raise UserError.at(str(path), mark.line + 1, mark.column + 1,
+                                   f"the document has more than {MAX_NODES} YAML nodes, far more than a backend yaml has")
         if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
@@ -104,7 +103,8 @@ class _Converter:
     def convert(self, node: yaml.Node, depth: int = 1) -> Located:
         self.count += 1
         if self.count > MAX_NODES:
-            raise self.error(node, f"document expands to more than {MAX_NODES} nodes (YAML aliases?)")
+            # The text has fewer (_check_size): aliases expand it.
+            raise self.error(node, f"the document's YAML aliases expand it to more than {MAX_NODES} nodes")
         # Aliases can nest deeper than the text does, or refer to themselves.
         if depth > MAX_DEPTH:
             raise self.error(node, f"YAML nested more than {MAX_DEPTH} levels deep (recursive YAML alias?)")
