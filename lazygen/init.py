@@ -2,14 +2,17 @@
 and runs.
 
     lazygen init DIR --name NAME [--key Lazy|PrivateUse1|...] [--ops relu,add.Tensor,...]
-                 [--shards N] [--write-missing-shapes] [--force]
+                 [--shards N] [--write-missing-shapes] [--force] [--build cmake|bazel]
 
 The project is a scikit-build-core Python package: the backend yaml, a
 CMakeLists.txt calling `lazygen_generate()` (found with
 `find_package(LazyGen)`), the pybind11 binding of the generated
 registration function, a package whose `register()` puts the kernels in
 charge, a pytest file running each op on `device="lazy"` against eager CPU
-through the backend's own metrics counter, and a README. With the default
+through the backend's own metrics counter, and a README. With --build bazel
+the CMake and pyproject files give way to a Bazel workspace (WORKSPACE,
+BUILD.bazel with `lazy_codegen()`, third_party/ BUILD files for torch and
+the Python headers) that builds the same module as `bazel-bin/NAME/_C.so`. With the default
 ops and TorchScript lowerings it runs on PyTorch's TorchScript backend.
 examples/demo_backend is this module's output (`lazygen init demo_backend
 --name lazygen_demo --shards 2`); tests/test_init.py keeps the two equal.
@@ -64,6 +67,9 @@ _NODE_BASE_HDR = "torch/csrc/lazy/ts_backend/ts_node.h"
 # namespace would merge with one of torch's.
 _TAKEN = frozenset({"torch", "at", "c10", "caffe2", "std", "aten", "lazy", "lazygen", "functorch", "torchgen"})
 
+# The build systems a project can use (--build); the first is the default.
+BUILDS = ("cmake", "bazel")
+
 _TEMPLATES = Path(__file__).with_name("project")
 _WHERE = "lazygen init"
 
@@ -77,6 +83,7 @@ class Settings:
     shards: int = 1
     write_missing_shapes: bool = False
     force: bool = False
+    build: str = "cmake"
     aten_path: Path | None = None
     native_functions: Path | None = None
     tags_yaml: Path | None = None
@@ -102,6 +109,8 @@ class Settings:
             words += ["--shards", str(self.shards)]
         if self.write_missing_shapes:
             words.append("--write-missing-shapes")
+        if self.build != "cmake":
+            words += ["--build", self.build]
         return " ".join(words)
 
 
@@ -333,6 +342,24 @@ def _torch_version() -> str:
         return "2.13.0"
 
 
+def _bazel_paths() -> dict[str, str]:
+    """Where the Bazel project finds lazygen, torch and the Python headers on
+    this machine (written into its WORKSPACE, which names them once each)."""
+    import importlib.util
+    import sysconfig
+
+    # A checkout (or an editable install of one) is a Bazel repository; a wheel is not.
+    root = Path(__file__).resolve().parents[1]
+    lazygen_path = str(root) if (root / "WORKSPACE").is_file() and (root / "bazel" / "defs.bzl").is_file() else "/path/to/lazygen"
+    # find_spec locates torch without importing it.
+    spec = importlib.util.find_spec("torch")
+    if spec is not None and spec.submodule_search_locations:
+        site = str(Path(list(spec.submodule_search_locations)[0]).parent)
+    else:
+        site = sysconfig.get_paths()["purelib"]
+    return {"lazygen_path": lazygen_path, "torch_site_packages": site, "python_include": sysconfig.get_paths()["include"]}
+
+
 def project_files(settings: Settings) -> dict[str, str]:
     """Every file of the project (path relative to DIR -> text), after every
     check. Raises UserError with every problem found; writes nothing."""
@@ -341,6 +368,8 @@ def project_files(settings: Settings) -> dict[str, str]:
     problems = _check_directory(settings)
     name_problems = _check_name(settings.name)
     problems += name_problems
+    if settings.build not in BUILDS:
+        problems.append(_error(f"--build {settings.build}: init writes {' or '.join(BUILDS)} projects", "pass --build cmake or --build bazel"))
     try:
         plan.check_shards(settings.shards)
         shards_ok = True
@@ -367,20 +396,29 @@ def project_files(settings: Settings) -> dict[str, str]:
     if checked.shape_files:
         header = _shapes_header(settings)
         shapes = {"header": header, "source": header + ".cpp", "ops": checked.missing_shapes}
+    bazel = settings.build == "bazel"
+    build_files = ["WORKSPACE", "BUILD.bazel", "third_party/BUILD.bazel", "third_party/torch.BUILD", "third_party/python.BUILD"] \
+        if bazel else ["CMakeLists.txt", "pyproject.toml"]
     files = {
         settings.yaml: checked.yaml,
-        "CMakeLists.txt": None,
-        "pyproject.toml": None,
+        **dict.fromkeys(build_files),
         "csrc/module.cpp": None,
         f"src/{name}/__init__.py": None,
         "tests/test_ops.py": None,
         "README.md": None,
     }
     files.update({f"csrc/{n}": text for n, text in checked.shape_files.items()})
-    layout = {
-        settings.yaml: "which ops to generate, for which key and namespace",
+    build_layout = {
+        "WORKSPACE": "brings in lazygen, torch and the Python headers",
+        "BUILD.bazel": "lazy_codegen() generates, cc_binary compiles the extension",
+        "third_party/": "BUILD files of @torch and @python",
+    } if bazel else {
         "CMakeLists.txt": "finds torch and lazygen, generates, compiles the extension",
         "pyproject.toml": "scikit-build-core project; build requirements",
+    }
+    layout = {
+        settings.yaml: "which ops to generate, for which key and namespace",
+        **build_layout,
         "csrc/module.cpp": "the Python binding: exposes the registration function",
         f"src/{name}/__init__.py": "register(): " + ("start the TorchScript backend, then register" if settings.key == "Lazy"
                                                      else "register the kernels"),
@@ -391,6 +429,7 @@ def project_files(settings: Settings) -> dict[str, str]:
         layout[f"csrc/{shapes['source']}"] = "skeletons of the ones torch lacks: fill them in"
     width = max(map(len, layout)) + 1
     variables = {
+        "build": settings.build,
         "name": name, "key": settings.key, "yaml": settings.yaml, "shards": settings.shards, "shapes": shapes,
         "backend_name": settings.backend_name,
         "register_function": f"Register{settings.backend_name}{settings.key}NativeFunctions",
@@ -404,8 +443,14 @@ def project_files(settings: Settings) -> dict[str, str]:
         "layout": "\n".join(f"{path:<{width}}{what}" for path, what in layout.items()),
         "shape_header_text": f"`csrc/{shapes['header']}`" if shapes else "`torch/csrc/lazy/core/shape_inference.h`",
     }
-    templates = {"CMakeLists.txt": "CMakeLists.txt.j2", "pyproject.toml": "pyproject.toml.j2", "csrc/module.cpp": "module.cpp.j2",
-                 f"src/{name}/__init__.py": "__init__.py.j2", "tests/test_ops.py": "test_ops.py.j2", "README.md": "README.md.j2"}
+    if bazel:
+        variables.update(_bazel_paths())
+        templates = {"WORKSPACE": "WORKSPACE.j2", "BUILD.bazel": "BUILD.bazel.j2", "third_party/BUILD.bazel": "third_party.BUILD.bazel.j2",
+                     "third_party/torch.BUILD": "torch.BUILD.j2", "third_party/python.BUILD": "python.BUILD.j2"}
+    else:
+        templates = {"CMakeLists.txt": "CMakeLists.txt.j2", "pyproject.toml": "pyproject.toml.j2"}
+    templates.update({"csrc/module.cpp": "module.cpp.j2", f"src/{name}/__init__.py": "__init__.py.j2",
+                      "tests/test_ops.py": "test_ops.py.j2", "README.md": "README.md.j2"})
     for path, template in templates.items():
         files[path] = env.get_template(template).render(variables)
     return files  # type: ignore[return-value]
@@ -451,6 +496,19 @@ def _write_files(directory: Path, files: dict[str, str]) -> None:
             raise UserError.at(str(path), None, None, f"cannot write: {err.strerror or err}") from None
 
 
+def build_commands(settings: Settings) -> list[str]:
+    """What init prints on success: a heading, then the two commands."""
+    folder = shlex.quote(os.fspath(settings.directory))
+    if settings.build == "bazel":
+        # Bazel works in its workspace; the package is bazel-bin/NAME/ (module and __init__.py).
+        return ["build it, then run its tests:",
+                f"  cd {folder} && bazel build //...",
+                f"  cd {folder} && PYTHONPATH=bazel-bin python -m pytest tests"]
+    return ["build and install it, then run its tests:",
+            f"  pip install --no-build-isolation {folder}",
+            f"  python -m pytest {shlex.quote(os.path.join(settings.directory, 'tests'))}"]
+
+
 def main(argv: Sequence[str]) -> int:
     import argparse
 
@@ -459,7 +517,8 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--name", required=True, help="the Python package and C++ namespace, e.g. my_backend")
     p.add_argument("--key", default="Lazy", help="the dispatch key (default Lazy: runs on device=\"lazy\")")
     p.add_argument("--ops", help=f"comma-separated operators for full_codegen (default: {','.join(DEFAULT_OPS)})")
-    p.add_argument("--build", default="cmake", help="the build system: cmake (scikit-build-core and CMake; the only one so far)")
+    p.add_argument("--build", default="cmake",
+                   help="the build system: cmake (scikit-build-core and CMake, the default) or bazel (lazy_codegen)")
     p.add_argument("--shards", type=int, default=1, metavar="N", help="SHARDS N in lazygen_generate() (default 1)")
     p.add_argument("--write-missing-shapes", action="store_true",
                    help="for ops whose shape function torch does not declare, write a header and skeletons into csrc/")
@@ -471,14 +530,9 @@ def main(argv: Sequence[str]) -> int:
     ops = tuple(op.strip() for op in args.ops.split(",") if op.strip()) if args.ops is not None else DEFAULT_OPS
     if not ops:
         p.error("--ops names no operator")
-    if args.build != "cmake":
-        hint = ("a Bazel project is not written yet: start from the README's \"Bazel\" section (the lazy_codegen rule) "
-                "and examples/bazel" if args.build == "bazel" else "the one build system init writes is cmake")
-        print(_error(f"--build {args.build}: init writes scikit-build-core/CMake projects only", hint).format(), file=sys.stderr)
-        return 1
     directory = Path(args.directory)
     settings = Settings(directory=directory, name=args.name, key=args.key, ops=ops, shards=args.shards,
-                        write_missing_shapes=args.write_missing_shapes, force=args.force,
+                        write_missing_shapes=args.write_missing_shapes, force=args.force, build=args.build,
                         aten_path=Path(args.aten_path) if args.aten_path else None,
                         native_functions=Path(args.native_functions) if args.native_functions else None,
                         tags_yaml=Path(args.tags_yaml) if args.tags_yaml else None)
@@ -490,7 +544,6 @@ def main(argv: Sequence[str]) -> int:
             print(d.format(), file=sys.stderr)
         return 1
     print(f"wrote {len(files)} files into {os.path.join(directory, '')}")
-    print("build and install it, then run its tests:")
-    print(f"  pip install --no-build-isolation {shlex.quote(os.fspath(directory))}")
-    print(f"  python -m pytest {shlex.quote(os.path.join(directory, 'tests'))}")
+    for line in build_commands(settings):
+        print(line)
     return 0

@@ -133,6 +133,14 @@ esac
 exec {cc} "$@"
 """
 
+def stub_compiler_flags(tmp: Path) -> tuple[str, ...]:
+    """Bazel flags that make tests/stub_cxx.py the C++ toolchain's compiler (STUB_CC, written into tmp)."""
+    stub_cc = tmp / "stub_cc"
+    stub_cc.write_text(STUB_CC.format(python=sys.executable, stub=ROOT / "tests" / "stub_cxx.py", cc=shutil.which("gcc")))
+    stub_cc.chmod(0o755)
+    return (f"--repo_env=CC={stub_cc}",)
+
+
 @dataclass
 class Build:
     """One `bazel build`: its status, console output and executed spawns."""
@@ -203,14 +211,28 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, onerror=unlock)
 
 
-class Workspace:
-    """A private copy of examples/bazel with its own Bazel server and disk cache."""
+OFFLINE_MARK = "# Offline stand-ins"
 
-    def __init__(self, tmp: Path, disk_cache: bool = True):
+
+def offline_block() -> str:
+    """examples/bazel/WORKSPACE's offline stand-ins (rules_java, rules_cc,
+    remote_coverage_tools), with their paths made absolute: what another
+    workspace appends to build offline on Debian's Bazel 4."""
+    text = (EXAMPLE / "WORKSPACE").read_text()
+    assert text.count(OFFLINE_MARK) == 1, "examples/bazel/WORKSPACE should have one offline block"
+    block = OFFLINE_MARK + text.split(OFFLINE_MARK, 1)[1]
+    return block.replace('path = "offline/', f'path = "{EXAMPLE}/offline/')
+
+
+class Workspace:
+    """A private copy of examples/bazel (or of another workspace, made to
+    build offline as it does) with its own Bazel server and disk cache."""
+
+    def __init__(self, tmp: Path, disk_cache: bool = True, source: Path = EXAMPLE):
         self.tmp = tmp
         self.disk_cache = disk_cache
         self.ws = tmp / "ws"
-        shutil.copytree(EXAMPLE, self.ws, ignore=shutil.ignore_patterns("bazel-*"))
+        shutil.copytree(source, self.ws, ignore=shutil.ignore_patterns("bazel-*"))
         workspace = self.ws / "WORKSPACE"
         text, count = re.subn(
             r'^TORCH_SITE_PACKAGES = ".*"$',
@@ -218,7 +240,10 @@ class Workspace:
             workspace.read_text(),
             flags=re.M,
         )
-        assert count == 1, "examples/bazel/WORKSPACE should set TORCH_SITE_PACKAGES once"
+        assert count == 1, f"{source}/WORKSPACE should set TORCH_SITE_PACKAGES once"
+        if source != EXAMPLE:
+            text += "\n" + offline_block()
+            shutil.copy(EXAMPLE / ".bazelrc", self.ws / ".bazelrc")  # --nosandbox_debug
         workspace.write_text(text)
         self.startup = [
             "bazel",
@@ -357,10 +382,7 @@ def scenario():
         sharded_yaml.parent.mkdir()
         shutil.copy(EXAMPLE / YAML, sharded_yaml)
         (ws.ws / "sharded" / "BUILD.bazel").write_text(SHARDED_BUILD)
-        stub_cc = tmp / "stub_cc"
-        stub_cc.write_text(STUB_CC.format(python=sys.executable, stub=ROOT / "tests" / "stub_cxx.py", cc=shutil.which("gcc")))
-        stub_cc.chmod(0o755)
-        stub_flags = (f"--repo_env=CC={stub_cc}",)
+        stub_flags = stub_compiler_flags(tmp)
         sharded = ws.build("//sharded:backend", flags=stub_flags)
         sharded_files = ws.generated("sharded/gen")
         listed = subprocess.run(
