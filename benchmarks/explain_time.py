@@ -45,7 +45,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
-    compileall.compile_dir(str(REPO / "lazygen"), quiet=1)
+    # The package `python -m lazygen` imports (an editable install may name
+    # another checkout than this one), compiled as an installed one is.
+    where = subprocess.run([sys.executable, "-c", "import lazygen, os; print(os.path.dirname(lazygen.__file__))"],
+                           capture_output=True, text=True, check=True, cwd=REPO).stdout.strip()
+    compileall.compile_dir(where, quiet=1)
+    print(f"lazygen from {where}")
     explain = [sys.executable, "-m", "lazygen", "explain", "-s", str(TS_YAML), *TS_OPTIONS, "add.Tensor"]
     measure(explain, 1)  # fills the catalogue cache
     rows = [("python -c pass", measure([sys.executable, "-c", "pass"], args.repeat)),
