@@ -170,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, _stop)
+            # A signal the caller ignores (`nohup lazygen ...`) stays ignored.
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                signal.signal(sig, _stop)
     except ValueError:
         pass  # not the main thread: signals are not ours to handle
     try:

@@ -420,6 +420,14 @@ def test_an_endless_input_is_refused_at_a_size_limit(world: World, tmp_path: Pat
 INTERPRETER_STARTUP = ("Fatal Python error: init_import_site", "Could not import runpy module")
 
 
+def _default_signals() -> None:
+    """In the child: the stop signals' default actions, as a terminal gives
+    them. A test suite started in the background (`pytest &` from a script)
+    inherits SIGINT ignored, which Python, and so lazygen, then keeps."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _stopped_runs(world: World, tmp_path: Path, yaml: Path, sig: int, count: int, extra: list[str]) -> list[int]:
     """Runs alternating between two option sets on one folder, each sent `sig`
     at a random moment; after each, the folder is wholly one state or the
@@ -441,7 +449,7 @@ def _stopped_runs(world: World, tmp_path: Path, yaml: Path, sig: int, count: int
     for i in range(count):
         opts = OLD_OPTS if current == "a" else []
         p = subprocess.Popen(lazygen("-s", yaml, "-o", "out", NO_CHECK, *extra, *opts), cwd=tmp_path, env=world.env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
         time.sleep(rng.uniform(early, late))
         p.send_signal(sig)
         _, err = p.communicate(timeout=120)
@@ -470,6 +478,24 @@ def test_ctrl_c_exits_130_with_one_line_and_a_consistent_folder(world: World, tm
     statuses = _stopped_runs(world, tmp_path, TS_YAML, signal.SIGINT, 10, [])
     print("exit statuses:", statuses)
     assert statuses.count(130) >= 5
+
+
+def test_an_ignored_hangup_stays_ignored(world: World, tmp_path: Path) -> None:
+    """`nohup lazygen ...`: SIGHUP ignored by the caller does not stop the run."""
+    run(["-s", TS_YAML, "-o", "out", NO_CHECK, *OLD_OPTS], tmp_path, world.env)
+
+    def ignore_hangup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    p = subprocess.Popen(lazygen("-s", TS_YAML, "-o", "out", NO_CHECK), cwd=tmp_path, env=world.env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_hangup)
+    deadline = time.monotonic() + 60
+    while p.poll() is None and time.monotonic() < deadline:
+        p.send_signal(signal.SIGHUP)
+        time.sleep(0.02)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and err == "", (p.returncode, err)
+    assert visible(tmp_path / "out") == world.state["plain"]
 
 
 @pytest.fixture(scope="module")
