@@ -26,6 +26,7 @@ from typing import Iterator, Mapping
 
 import pytest
 
+from every_op import write_every_op_yaml
 from reference import require
 
 REPO = Path(__file__).resolve().parents[1]
@@ -503,33 +504,8 @@ def large_yaml(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every op the catalogue has that lazygen accepts: functional ones under
     full_codegen, the others under supported (about 2,800 lines; its outputs
     are 5 MB)."""
-    from lazygen import Options, UserError, generate
-    from lazygen.catalogue import Kind
-    from lazygen.catalogue_cache import load_catalogue
-    from lazygen.locate import default_aten_path
-
-    aten = default_aten_path()
-    assert aten is not None
-    catalogue = load_catalogue(aten / "native" / "native_functions.yaml", aten / "native" / "tags.yaml")
-    full = [op for op in catalogue.order if catalogue.function(op).kind is Kind.functional]
-    supported = [op for op in catalogue.order if op not in set(full)]
     path = tmp_path_factory.mktemp("large") / "every_op.yaml"
-    for _ in range(4):
-        lines, op_at = ["backend: Lazy", "cpp_namespace: torch::lazy", "full_codegen:"], {}
-        for section, ops in (("full_codegen", full), ("supported", supported)):
-            if section == "supported":
-                lines.append("supported:")
-            for op in ops:
-                lines.append(f"- {op}")
-                op_at[len(lines)] = op
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        try:
-            generate(Options(source_yaml=path, output_dir=str(path.parent / "dry"), check_shape_inference=False, dry_run=True))
-            break
-        except UserError as err:
-            rejected = {op_at[d.line] for d in err.diagnostics}
-            full = [op for op in full if op not in rejected]
-            supported = [op for op in supported if op not in rejected]
+    full, supported = write_every_op_yaml(path)
     assert len(full) > 1300 and len(supported) > 1000
     return path
 

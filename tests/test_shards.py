@@ -27,9 +27,8 @@ from pathlib import Path
 import pytest
 
 from lazygen import Options, UserError, generate, list_outputs
-from lazygen.catalogue_cache import load_catalogue
 from lazygen.locate import default_aten_path
-from lazygen.schema import Kind
+from tests.every_op import write_every_op_yaml
 from tests.reference import require, torch_include_dirs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,28 +101,9 @@ def defined_wrapper_names(text: str) -> set[str]:
 def every_op_yaml(tmp_path_factory) -> Path:
     """Every functional op of the catalogue under full_codegen and every other
     op under supported, less those lazygen reports it cannot generate."""
-    aten = default_aten_path()
-    require(aten is not None, "torchgen's native_functions.yaml is not installed")
-    catalogue = load_catalogue(aten / "native" / "native_functions.yaml", aten / "native" / "tags.yaml")
-    full = [op for op in catalogue.order if catalogue.function(op).kind is Kind.functional]
-    supported = [op for op in catalogue.order if op not in set(full)]
+    require(default_aten_path() is not None, "torchgen's native_functions.yaml is not installed")
     path = tmp_path_factory.mktemp("every") / "every_op.yaml"
-    for _ in range(4):
-        lines, op_at = ["backend: Lazy", "cpp_namespace: torch::lazy", "full_codegen:"], {}
-        for section, ops in (("full_codegen", full), ("supported", supported)):
-            if section == "supported":
-                lines.append("supported:")
-            for op in ops:
-                lines.append(f"- {op}")
-                op_at[len(lines)] = op
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        try:
-            generate(Options(source_yaml=path, output_dir=str(path.parent / "dry"), check_shape_inference=False, dry_run=True))
-            break
-        except UserError as err:
-            rejected = {op_at[d.line] for d in err.diagnostics}
-            full = [op for op in full if op not in rejected]
-            supported = [op for op in supported if op not in rejected]
+    full, supported = write_every_op_yaml(path)
     # About 1,360 functional ops remain once the compilability check has refused its ~170.
     assert len(full) > 1300 and len(supported) > 1000
     return path
