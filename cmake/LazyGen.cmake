@@ -16,6 +16,7 @@
 #     [QUALIFY_NAMES] [NO_SHAPE_INFERENCE_CHECK]
 #     [EXTRA_ARGS <arg>...]
 #     [TARGET <target>]        # gets the sources (PRIVATE), the include directory and a dependency
+#     [PRECOMPILE_HEADERS]     # with TARGET: precompile the torch headers every generated file includes
 #     [OUT_SOURCES <var>] [OUT_HEADERS <var>]   # the generated .cpp / .h paths
 #     [OUT_INCLUDE_DIR <var>]  # the folder to put on the include path
 #     [OUT_TARGET <var>])      # the custom target that runs the generator
@@ -51,11 +52,13 @@ cmake_policy(VERSION 3.20...3.31)
 function(lazygen_generate)
   set(_flags GEN_TS_LOWERINGS BUILD_IN_TREE PER_OPERATOR_HEADERS GEN_FORCED_FALLBACK_CODE
              QUALIFY_NAMES NO_SHAPE_INFERENCE_CHECK)
+  # Flags of this function only, not passed to lazygen.
+  set(_own_flags PRECOMPILE_HEADERS)
   set(_single SOURCE_YAML OUTPUT_DIR ATEN_PATH BACKEND_NAME NODE_BASE NODE_BASE_HDR
               TENSOR_CLASS TENSOR_CLASS_HDR SHAPE_INFERENCE_HDR SHAPE_INFERENCE_FILE IMPL_PATH
               INCLUDE_PREFIX SHARDS TORCH_VERSION TARGET OUT_SOURCES OUT_HEADERS OUT_TARGET OUT_INCLUDE_DIR)
   set(_multi TEMPLATE_DIRS EXTRA_ARGS)
-  cmake_parse_arguments(PARSE_ARGV 0 arg "${_flags}" "${_single}" "${_multi}")
+  cmake_parse_arguments(PARSE_ARGV 0 arg "${_flags};${_own_flags}" "${_single}" "${_multi}")
 
   # --- argument checks: every message names the argument ---
   if(arg_UNPARSED_ARGUMENTS)
@@ -69,6 +72,9 @@ function(lazygen_generate)
   endif()
   if(DEFINED arg_SHARDS AND NOT arg_SHARDS MATCHES "^[1-9][0-9]*$")
     message(FATAL_ERROR "lazygen_generate: SHARDS must be a whole number of at least 1, not '${arg_SHARDS}'")
+  endif()
+  if(arg_PRECOMPILE_HEADERS AND NOT arg_TARGET)
+    message(FATAL_ERROR "lazygen_generate: PRECOMPILE_HEADERS needs TARGET (the target whose C++ sources use the precompiled header)")
   endif()
   if(arg_TARGET AND NOT TARGET "${arg_TARGET}")
     message(FATAL_ERROR "lazygen_generate: TARGET '${arg_TARGET}' is not a target")
@@ -267,6 +273,28 @@ function(lazygen_generate)
     target_sources(${arg_TARGET} PRIVATE ${_sources} ${_headers})
     target_include_directories(${arg_TARGET} PUBLIC "$<BUILD_INTERFACE:${_include_dir}>")
     add_dependencies(${arg_TARGET} ${_owner})
+    if(arg_PRECOMPILE_HEADERS)
+      # Every kernel and registration file parses torch's lazy-tensor headers
+      # again (most of a small shard's compile time); precompiled once, they
+      # are loaded instead. Only torch's headers: the generated ones change
+      # with the yaml. The C++ sources of TARGET all get it (set
+      # SKIP_PRECOMPILE_HEADERS on one that must not).
+      set(_pch_headers torch/csrc/lazy/core/tensor.h torch/csrc/lazy/core/ir_builder.h
+                       torch/csrc/lazy/core/lazy_graph_executor.h torch/csrc/lazy/core/shape_inference.h
+                       ATen/Functions.h ATen/NativeFunctions.h ATen/native/CPUFallback.h torch/library.h)
+      foreach(_kw NODE_BASE_HDR TENSOR_CLASS_HDR SHAPE_INFERENCE_HDR)
+        if(arg_${_kw} MATCHES "^torch/")
+          list(APPEND _pch_headers "${arg_${_kw}}")
+        endif()
+      endforeach()
+      list(REMOVE_DUPLICATES _pch_headers)
+      # For C++ sources only; $<ANGLE-R> because a bare '>' would end the expression.
+      set(_pch_entries "")
+      foreach(_h IN LISTS _pch_headers)
+        list(APPEND _pch_entries "$<$<COMPILE_LANGUAGE:CXX>:<${_h}$<ANGLE-R>>")
+      endforeach()
+      target_precompile_headers(${arg_TARGET} PRIVATE ${_pch_entries})
+    endif()
   endif()
   if(arg_OUT_SOURCES)
     set(${arg_OUT_SOURCES} ${_sources} PARENT_SCOPE)

@@ -1008,3 +1008,48 @@ def test_torch_version_reaches_the_generator_and_the_output_list(tmp_path):
     proc = configure(cmake, bad, INCLUDE + f'lazygen_generate(SOURCE_YAML "{TS_YAML}" TORCH_VERSION 2.4)\n', check=False)
     assert proc.returncode != 0, proc.stdout
     assert "--torch-version: error: torch 2.4 is not a release" in " ".join(proc.stdout.split()), proc.stdout
+
+
+def test_precompile_headers_reach_every_generated_source(tmp_path):
+    """PRECOMPILE_HEADERS (with TARGET): one precompiled header of torch's
+    headers, the options' torch headers among them, which every generated
+    C++ source of the target is compiled with; without TARGET it is fatal."""
+    cmake = _cmake_or_skip("pypi")
+    ninja = _tool_or_skip("ninja")
+    _tool_or_skip("c++")
+    _lazygen_or_skip()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "CMakeLists.txt").write_text(f"""cmake_minimum_required(VERSION 3.20)
+project(pch LANGUAGES C CXX)
+{INCLUDE}
+add_library(backend OBJECT plain.c)
+lazygen_generate(SOURCE_YAML "{TS_YAML}" SHARDS 2 INCLUDE_PREFIX ts TARGET backend PRECOMPILE_HEADERS
+                 NODE_BASE TsNode NODE_BASE_HDR torch/csrc/lazy/ts_backend/ts_node.h OUT_SOURCES srcs)
+message(STATUS "SOURCES=${{srcs}}")
+""")
+    (src / "plain.c").write_text("int plain(void) { return 0; }\n")
+    bdir = tmp_path / "build"
+    out = run([cmake, "-S", str(src), "-B", str(bdir), "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}",
+               STUB_LAUNCHER, *_lazygen_args()]).stdout
+    sources = _reported(out, "SOURCES").split(";")
+    assert len(sources) == 5, sources  # 2 kernel shards, 2 registration shards, the autograd file
+    [pch] = bdir.rglob("cmake_pch.hxx")
+    text = pch.read_text()
+    for header in ["torch/csrc/lazy/core/ir_builder.h", "torch/library.h", "torch/csrc/lazy/ts_backend/ts_node.h"]:
+        assert f"#include <{header}>" in text, text
+    commands = run([ninja, "-t", "commands"], cwd=bdir).stdout.splitlines()
+    for source in sources:
+        [line] = [c for c in commands if f"-c {source}" in c]
+        assert f"-include {pch}" in line, line
+    [c_line] = [c for c in commands if "-c " in c and c.rstrip().endswith("plain.c")]
+    # A C source gets CMake's C header, which holds none of torch's C++ headers.
+    c_pch = re.search(r"-include (\S+)", c_line)
+    assert c_pch is None or "#include <" not in Path(c_pch.group(1)).read_text(), c_line
+    assert run([ninja], cwd=bdir).returncode == 0
+
+    (tmp_path / "bad").mkdir()
+    proc = configure(cmake, tmp_path / "bad", INCLUDE + f'lazygen_generate(SOURCE_YAML "{TS_YAML}" PRECOMPILE_HEADERS)\n',
+                     check=False)
+    assert proc.returncode != 0
+    assert "PRECOMPILE_HEADERS needs TARGET" in " ".join(proc.stdout.split()), proc.stdout
