@@ -646,10 +646,7 @@ message(STATUS "HEADERS=${{hdrs}}")
     out = run([cmake, "-S", str(src), "-B", str(bdir), "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}",
                STUB_LAUNCHER, *_lazygen_args()]).stdout
     gen = bdir / "lazygen" / "ts"
-    sources = [f"LazyNativeFunctions_{i}.cpp" for i in range(3)] + [f"RegisterLazy_{i}.cpp" for i in range(3)]
-    sources.append("RegisterAutogradLazy.cpp")
-    headers = ["LazyIr.h", "LazyIrCommon.h", *(f"LazyIr_{i}.h" for i in range(3)), "LazyNonNativeIr.h",
-               "LazyNativeFunctions.h"]
+    headers, sources = map(sorted, _backend_files(3))
     assert sorted(_reported(out, "SOURCES").split(";")) == sorted(str(gen / s) for s in sources)
     assert sorted(_reported(out, "HEADERS").split(";")) == sorted(str(gen / h) for h in headers)
 
@@ -722,16 +719,38 @@ GENERATE = ('SOURCE_YAML "${LAZYGEN_YAML}" SHAPE_INFERENCE_FILE "${LAZYGEN_SHAPE
             'TEMPLATE_DIRS "${LAZYGEN_TEMPLATES}" INCLUDE_PREFIX ts')
 USES_IR = "#include <ts/LazyIr.h>\n#include <ts/LazyNativeFunctions.h>\n"  # recompiles when an IR class goes
 USES_DECLS = "#include <ts/LazyNativeFunctions.h>\n"  # the declarations stay when `abs` moves
-GEN_OBJECTS = frozenset({"LazyNativeFunctions.cpp.o", "RegisterLazy.cpp.o", "RegisterAutogradLazy.cpp.o"})
-KERNELS = frozenset({"LazyNativeFunctions.cpp.o"})  # the one generated object that moving `abs` changes
+IR_USERS = frozenset({"uses_ir.cpp.o"})
 XLA_YAML = "backend: XLA\ncpp_namespace: torch_xla\nfull_codegen:\n  - neg\n  - relu\n"
+
+
+def _backend_files(shards: int) -> tuple[frozenset[str], frozenset[str]]:
+    """The headers and sources of a backend of key Lazy with an autograd
+    section, under the README's names (*Outputs*, *Sharded outputs*)."""
+    headers = {"LazyIr.h", "LazyNonNativeIr.h", "LazyNativeFunctions.h"}
+    sources = {"RegisterAutogradLazy.cpp"}
+    if shards == 1:
+        sources |= {"LazyNativeFunctions.cpp", "RegisterLazy.cpp"}
+    else:
+        headers |= {"LazyIrCommon.h", *(f"LazyIr_{i}.h" for i in range(shards))}
+        sources |= {f"{stem}_{i}.cpp" for stem in ("LazyNativeFunctions", "RegisterLazy") for i in range(shards)}
+    return frozenset(headers), frozenset(sources)
+
+
+def _op_files(op: str, shards: int) -> frozenset[str]:
+    """The files holding a full_codegen op's IR class and kernel: with N
+    shards, those of shard zlib.crc32(op) % N (the README's rule)."""
+    if shards == 1:
+        return frozenset({"LazyIr.h", "LazyNativeFunctions.cpp"})
+    shard = zlib.crc32(op.encode()) % shards
+    return frozenset({f"LazyIr_{shard}.h", f"LazyNativeFunctions_{shard}.cpp"})
 
 
 @dataclass(frozen=True)
 class Idiom:
     files: dict[str, str]  # project file -> text (CMakeLists.txt without the preamble)
-    objects: frozenset[str]  # what the first build compiles
-    moved: frozenset[str]  # what moving `abs` from full_codegen to supported recompiles
+    own: frozenset[str] = frozenset()  # objects besides the backend's generated sources
+    ir_users: frozenset[str] = frozenset()  # those of them that include LazyIr.h (moving `abs` recompiles them)
+    compiles_backend: bool = True  # whether the backend's generated sources are compiled
     generators: int = 1  # lazygen_generate() calls (generator runs on a first build)
 
 
@@ -741,13 +760,12 @@ IDIOMS = {
         {"CMakeLists.txt": f"""lazygen_generate({GENERATE} OUT_SOURCES srcs OUT_HEADERS hdrs)
 add_custom_target(generated ALL DEPENDS ${{srcs}} ${{hdrs}})
 """},
-        objects=frozenset(), moved=frozenset()),
+        compiles_backend=False),
     # 2. A library of the generated sources in the same directory, no TARGET.
     "library": Idiom(
         {"CMakeLists.txt": f"""lazygen_generate({GENERATE} OUT_SOURCES srcs)
 add_library(backend STATIC ${{srcs}})
-"""},
-        objects=GEN_OBJECTS, moved=KERNELS),
+"""}),
     # 3. The library in a subdirectory; sibling-directory targets that include
     #    generated headers through target_link_libraries / target_include_directories.
     "subdirectory": Idiom(
@@ -766,7 +784,7 @@ add_dependencies(decls backend)
             "app/uses_ir.cpp": USES_IR,
             "app/uses_decls.cpp": USES_DECLS,
         },
-        objects=GEN_OBJECTS | {"uses_ir.cpp.o", "uses_decls.cpp.o"}, moved=KERNELS | {"uses_ir.cpp.o"}),
+        own=IR_USERS | {"uses_decls.cpp.o"}, ir_users=IR_USERS),
     # 4. TARGET (sources, include directory, ordering), and OUT_TARGET for
     #    another target that only needs the headers.
     "target": Idiom(
@@ -780,7 +798,7 @@ add_dependencies(later ${{owner}})
             "uses_ir.cpp": USES_IR,
             "uses_decls.cpp": USES_DECLS,
         },
-        objects=GEN_OBJECTS | {"uses_ir.cpp.o", "uses_decls.cpp.o"}, moved=KERNELS | {"uses_ir.cpp.o"}),
+        own=IR_USERS | {"uses_decls.cpp.o"}, ir_users=IR_USERS),
     # 5. Two backends (keys Lazy and XLA, two output folders), built with -j2.
     "two_backends": Idiom(
         {
@@ -791,26 +809,20 @@ add_library(xla_backend STATIC ${{xla_srcs}})
 """,
             "xla.yaml": XLA_YAML,
         },
-        objects=GEN_OBJECTS | {"XLANativeFunctions.cpp.o", "RegisterXLA.cpp.o"}, moved=KERNELS, generators=2),
+        own=frozenset({"XLANativeFunctions.cpp.o", "RegisterXLA.cpp.o"}), generators=2),
     # 6. install(FILES) of the headers, then `cmake --install`.
     "install": Idiom(
         {"CMakeLists.txt": f"""lazygen_generate({GENERATE} OUT_SOURCES srcs OUT_HEADERS hdrs)
 add_library(backend STATIC ${{srcs}})
 install(TARGETS backend ARCHIVE DESTINATION lib)
 install(FILES ${{hdrs}} DESTINATION include/ts)
-"""},
-        objects=GEN_OBJECTS, moved=KERNELS),
+"""}),
     # 7. `make clean` / `ninja -t clean`, then a build (here a SHARED library).
     "clean": Idiom(
         {"CMakeLists.txt": f"""lazygen_generate({GENERATE} OUT_SOURCES srcs)
 add_library(backend SHARED ${{srcs}})
-"""},
-        objects=GEN_OBJECTS, moved=KERNELS),
+"""}),
 }
-
-# The backend's files under the README's names (its yaml has an autograd section).
-BACKEND_HEADERS = {"LazyIr.h", "LazyNonNativeIr.h", "LazyNativeFunctions.h"}
-BACKEND_SOURCES = {"LazyNativeFunctions.cpp", "RegisterLazy.cpp", "RegisterAutogradLazy.cpp"}
 
 
 @dataclass
@@ -823,6 +835,7 @@ class Cell:
     generator: str
     tool: str
     root: Path
+    shards: int = 1  # the SHARDS the backend is built with now
 
     @property
     def bdir(self) -> Path:
@@ -831,6 +844,12 @@ class Cell:
     @property
     def yaml(self) -> Path:
         return self.root / "backend.yaml"
+
+    def configure(self, *extra: str) -> None:
+        run([self.cmake, "-S", str(self.root / "src"), "-B", str(self.bdir), "-G", self.generator,
+             f"-DCMAKE_MAKE_PROGRAM={self.tool}", STUB_LAUNCHER, *_lazygen_args(),
+             f"-DLAZYGEN_CMAKE_DIR={CMAKE_DIR}", f"-DLAZYGEN_YAML={self.yaml}",
+             f"-DLAZYGEN_SHAPES={self.root / 'shapes.h'}", f"-DLAZYGEN_TEMPLATES={self.root / 'templates'}", *extra])
 
     def build(self, step: str) -> str:
         proc = run([self.tool, "-j2"], cwd=self.bdir, check=False)
@@ -844,6 +863,15 @@ class Cell:
         """Generated file (folder/name) -> mtime, for every lazygen output folder."""
         return {f"{p.parent.name}/{p.name}": p.stat().st_mtime_ns for p in self.bdir.rglob("lazygen/*/*")
                 if not p.name.startswith(".") and "CMakeFiles" not in p.parts}
+
+    def backend_files(self) -> set[str]:
+        """The backend's generated files (ts/name) with the current SHARDS."""
+        headers, sources = _backend_files(self.shards)
+        return {f"ts/{n}" for n in headers | sources}
+
+    def backend_objects(self) -> set[str]:
+        """The objects of the backend's generated sources, if the idiom compiles them."""
+        return {f"{n}.o" for n in _backend_files(self.shards)[1]} if self.idiom.compiles_backend else set()
 
     def assert_quiet(self, step: str) -> None:
         """A build now runs nothing: Ninja says so; Makefiles only print their bookkeeping."""
@@ -860,7 +888,7 @@ class Cell:
                                     r"of target \S+", line), f"after {step}, unexpected work: {line!r}\n{out}"
         assert (self.objects(), self.generated()) == before, f"after {step}, a quiet build touched files"
 
-    def edit_step(self, step: str, edit, generators: int, changed: set[str], recompiled: frozenset[str]) -> None:
+    def edit_step(self, step: str, edit, generators: int, changed: set[str], recompiled: set[str]) -> None:
         """Make an edit, build, and check what ran and what changed."""
         objects, generated = self.objects(), self.generated()
         edit()
@@ -880,11 +908,14 @@ def _append(path: Path, text: str) -> None:
         f.write(text)
 
 
-def _lay_out(cell: Cell, shapes_from: Path) -> None:
+def _lay_out(cell: Cell, shapes_from: Path, shards_arg: str | None) -> None:
+    """Write the idiom's project; with shards_arg, its backend's call gets `SHARDS <shards_arg>`."""
     src = cell.root / "src"
     for name, text in cell.idiom.files.items():
         path = src / name
         path.parent.mkdir(parents=True, exist_ok=True)
+        if shards_arg is not None:
+            text = text.replace(GENERATE, f"{GENERATE} SHARDS {shards_arg}")
         path.write_text(PREAMBLE + text if name == "CMakeLists.txt" else text)
     cell.yaml.write_text(MATRIX_YAML)
     shutil.copyfile(shapes_from, cell.root / "shapes.h")
@@ -897,43 +928,85 @@ def _lay_out(cell: Cell, shapes_from: Path) -> None:
 def _scenario(cell: Cell) -> None:
     """Configure, build, and go through the edits; an assertion names its step."""
     idiom = cell.idiom
-    run([cell.cmake, "-S", str(cell.root / "src"), "-B", str(cell.bdir), "-G", cell.generator,
-         f"-DCMAKE_MAKE_PROGRAM={cell.tool}", STUB_LAUNCHER, *_lazygen_args(),
-         f"-DLAZYGEN_CMAKE_DIR={CMAKE_DIR}", f"-DLAZYGEN_YAML={cell.yaml}",
-         f"-DLAZYGEN_SHAPES={cell.root / 'shapes.h'}", f"-DLAZYGEN_TEMPLATES={cell.root / 'templates'}"])
+    first_objects = cell.backend_objects() | idiom.own
+    cell.configure()
 
     out = cell.build("first build")
     assert ran_generator(out) == idiom.generators, f"first build: generator runs\n{out}"
-    assert {n for n in cell.generated() if n.startswith("ts/")} == {f"ts/{n}" for n in BACKEND_HEADERS | BACKEND_SOURCES}
-    assert compiled(out) == idiom.objects, f"first build: compiles\n{out}"
-    assert set(cell.objects()) == idiom.objects
+    assert {n for n in cell.generated() if n.startswith("ts/")} == cell.backend_files()
+    assert compiled(out) == first_objects, f"first build: compiles\n{out}"
+    assert set(cell.objects()) == first_objects
     cell.assert_quiet("first build")
 
     cell.edit_step("yaml comment", lambda: _append(cell.yaml, "# a comment changes no output\n"),
-                   1, set(), frozenset())
+                   1, set(), set())
+    # `abs` leaves its shard's IR header and kernels (LazyIr.h itself when unsharded).
+    moved = _op_files("abs", cell.shards)
+    kernels = {f"{n}.o" for n in moved if n.endswith(".cpp")} & cell.backend_objects()
     cell.edit_step("moving abs", lambda: _move_abs_to_supported(cell.yaml),
-                   1, {"ts/LazyIr.h", "ts/LazyNativeFunctions.cpp"}, idiom.moved)
+                   1, {f"ts/{n}" for n in moved}, kernels | idiom.ir_users)
     cell.edit_step("shape header edit", lambda: _append(cell.root / "shapes.h", "// a comment\n"),
-                   1, set(), frozenset())
+                   1, set(), set())
     cell.edit_step("template override edit",
                    lambda: _append(cell.root / "templates" / "native_function.j2", "{# a comment #}\n"),
-                   1, set(), frozenset())
+                   1, set(), set())
 
     if cell.name == "install":
         prefix = cell.root / "prefix"
         config = ["--config", "Debug"] if cell.generator == "Ninja Multi-Config" else []
         run([cell.cmake, "--install", str(cell.bdir), "--prefix", str(prefix), *config])
         installed = {p.name: p.read_bytes() for p in (prefix / "include" / "ts").iterdir()}
-        assert installed == {n: (cell.bdir / "lazygen" / "ts" / n).read_bytes() for n in BACKEND_HEADERS}
+        headers = _backend_files(cell.shards)[0]
+        assert installed == {n: (cell.bdir / "lazygen" / "ts" / n).read_bytes() for n in headers}
         assert (prefix / "lib" / "libbackend.a").is_file()
     if cell.name == "clean":
         run([cell.tool, "clean"] if cell.tool.endswith("make") else [cell.tool, "-t", "clean"], cwd=cell.bdir)
         assert cell.generated() == {} and cell.objects() == {}, "clean left files"
         out = cell.build("build after clean")
         assert ran_generator(out) == 1, f"build after clean: generator runs\n{out}"
-        assert compiled(out) == idiom.objects, f"build after clean: compiles\n{out}"
-        assert set(cell.generated()) == {f"ts/{n}" for n in BACKEND_HEADERS | BACKEND_SOURCES}
+        assert compiled(out) == first_objects, f"build after clean: compiles\n{out}"
+        assert set(cell.generated()) == cell.backend_files()
         cell.assert_quiet("build after clean")
+
+
+def _matrix_cells(tmp_path_factory, label: str, cmake_key: str, projects: list[tuple[str, str]], shards: int = 1,
+                  shards_arg: str | None = None) -> list[Cell]:
+    """A laid-out project per (idiom, generator key) in a folder named after
+    label, with the CMake of cmake_key; skips when a tool is missing.
+    shards_arg (default: SHARDS itself, when above 1) follows SHARDS in the
+    backend's call."""
+    cmake = MATRIX_CMAKES[cmake_key]()
+    if cmake is None:
+        pytest.skip(f"CMake {cmake_key} is not installed (3.20: LAZYGEN_CMAKE_3_20 or /opt/cmake-3.20, "
+                    "3.25: /usr/bin/cmake, latest: the `cmake` package from PyPI)")
+    generators = {MATRIX_GENERATORS[g] for _, g in projects}
+    tools = {g: _tool_or_skip("make" if g == "Unix Makefiles" else "ninja") for g in generators}
+    _tool_or_skip("c++")
+    _lazygen_or_skip()
+    shapes = _shape_header_or_skip()
+    if shards_arg is None and shards > 1:
+        shards_arg = str(shards)
+    base = tmp_path_factory.mktemp(label)
+    cells = []
+    for name, gen_key in projects:
+        generator = MATRIX_GENERATORS[gen_key]
+        cells.append(Cell(name, IDIOMS[name], cmake, generator, tools[generator], base / gen_key / name, shards))
+        _lay_out(cells[-1], shapes, shards_arg)
+    return cells
+
+
+def _two_at_a_time(scenario, cells: list[Cell]) -> list[BaseException | None]:
+    """Run the scenario on every cell, two at a time: each one's failure, or None."""
+
+    def attempt(cell: Cell) -> BaseException | None:
+        try:
+            scenario(cell)
+        except Exception as e:  # reported by the cell's own test
+            return e
+        return None
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(attempt, cells))
 
 
 @pytest.fixture(scope="module",
@@ -943,29 +1016,9 @@ def matrix(request, tmp_path_factory) -> dict[str, BaseException | None]:
     """Every idiom with one CMake and one generator, two projects at a time:
     idiom name -> the scenario's failure, or None."""
     cmake_key, gen_key = request.param
-    cmake = MATRIX_CMAKES[cmake_key]()
-    if cmake is None:
-        pytest.skip(f"CMake {cmake_key} is not installed (3.20: LAZYGEN_CMAKE_3_20 or /opt/cmake-3.20, "
-                    "3.25: /usr/bin/cmake, latest: the `cmake` package from PyPI)")
-    generator = MATRIX_GENERATORS[gen_key]
-    tool = _tool_or_skip("make" if generator == "Unix Makefiles" else "ninja")
-    _tool_or_skip("c++")
-    _lazygen_or_skip()
-    shapes = _shape_header_or_skip()
-    base = tmp_path_factory.mktemp(f"matrix-{cmake_key}-{gen_key}")
-    cells = [Cell(name, idiom, cmake, generator, tool, base / name) for name, idiom in IDIOMS.items()]
-    for cell in cells:
-        _lay_out(cell, shapes)
-
-    def attempt(cell: Cell) -> BaseException | None:
-        try:
-            _scenario(cell)
-        except Exception as e:  # reported by the idiom's own test
-            return e
-        return None
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(IDIOMS, pool.map(attempt, cells)))
+    cells = _matrix_cells(tmp_path_factory, f"matrix-{cmake_key}-{gen_key}", cmake_key,
+                          [(name, gen_key) for name in IDIOMS])
+    return dict(zip(IDIOMS, _two_at_a_time(_scenario, cells)))
 
 
 def _shape_header_or_skip() -> Path:
@@ -985,6 +1038,71 @@ def test_idiom(matrix, idiom):
     failure = matrix[idiom]
     if failure is not None:
         raise failure
+
+
+# The idioms whose files the sharded names reach (custom target, library,
+# another directory, TARGET, clean), with SHARDS 3 on CMake 3.20, the oldest
+# the module accepts, on every generator.
+SHARDED_IDIOMS = ("custom_target", "library", "subdirectory", "target", "clean")
+
+
+@pytest.fixture(scope="module", params=list(MATRIX_GENERATORS), ids=[f"cmake3.20-{g}" for g in MATRIX_GENERATORS])
+def sharded_matrix(request, tmp_path_factory) -> dict[str, BaseException | None]:
+    """SHARDED_IDIOMS with `SHARDS 3`, on one generator: idiom name -> the scenario's failure, or None."""
+    cells = _matrix_cells(tmp_path_factory, f"sharded-{request.param}", "3.20",
+                          [(name, request.param) for name in SHARDED_IDIOMS], shards=3)
+    return dict(zip(SHARDED_IDIOMS, _two_at_a_time(_scenario, cells)))
+
+
+@pytest.mark.parametrize("idiom", SHARDED_IDIOMS)
+def test_sharded_idiom(sharded_matrix, idiom):
+    """test_idiom's scenario with SHARDS 3: the README's sharded names are
+    generated and compiled, and moving `abs` rewrites only its shard's IR
+    header and kernels (shard crc32("abs") % 3), recompiling those kernels
+    and what includes LazyIr.h."""
+    failure = sharded_matrix[idiom]
+    if failure is not None:
+        raise failure
+
+
+def _change_shards(cell: Cell) -> None:
+    """Build with SHARDS_VALUE 3, then 2, then 1 in the cache: each build
+    leaves the files of that N only, compiles no stale source, compiles every
+    source that is new or rewritten, and archives only current objects."""
+    for shards in (3, 2, 1):
+        step = f"SHARDS_VALUE={shards}"
+        cell.shards = shards
+        generated, objects = cell.generated(), cell.objects()
+        cell.configure(f"-DSHARDS_VALUE={shards}")
+        out = cell.build(step)
+        new_generated = cell.generated()
+        assert set(new_generated) == cell.backend_files(), f"{step}: generated {sorted(new_generated)}"
+        current = cell.backend_objects() | cell.idiom.own
+        rewritten = {f"{n.removeprefix('ts/')}.o" for n, mtime in new_generated.items()
+                     if n.endswith(".cpp") and generated.get(n) != mtime}
+        # Bounds, not an exact set: Makefiles' reconfigure deletes the outputs
+        # of every rule whose command changed (CMakeFiles/CMakeRuleHashes.txt),
+        # so there all files are written again, and all recompile.
+        built = compiled(out)
+        assert built <= current, f"{step}: compiled what is no longer a source\n{out}"
+        assert rewritten | (current - set(objects)) <= built, f"{step}: compiles\n{out}"
+        assert current <= set(cell.objects()), f"{step}: objects {sorted(cell.objects())}"
+        if cell.name == "subdirectory":  # its backend: a STATIC library of the generated sources
+            members = run(["ar", "t", str(cell.bdir / "backend" / "libbackend.a")]).stdout.split()
+            assert sorted(members) == sorted(cell.backend_objects()), f"{step}: libbackend.a holds {members}"
+        cell.assert_quiet(step)
+
+
+def test_changing_shards_in_the_cache(tmp_path_factory):
+    """SHARDS ${SHARDS_VALUE}, reconfigured from 3 to 2 to 1 (Ninja and
+    Makefiles, CMake 3.20; a library in another directory and TARGET): see
+    _change_shards."""
+    _tool_or_skip("ar")
+    projects = [(name, gen) for gen in ("ninja", "make") for name in ("subdirectory", "target")]
+    cells = _matrix_cells(tmp_path_factory, "shards-changes", "3.20", projects, shards=3, shards_arg="${SHARDS_VALUE}")
+    failures = [f"{cell.generator}, {cell.name}: {failure}"
+                for cell, failure in zip(cells, _two_at_a_time(_change_shards, cells)) if failure is not None]
+    assert not failures, "\n\n".join(failures)
 
 
 # ---------------------------------------------------------------- TORCH_VERSION
