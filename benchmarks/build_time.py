@@ -8,7 +8,10 @@ Each configuration generates a backend and compiles every generated .cpp with
 (largest file first, as a make/Ninja build with enough jobs would keep
 both cores busy). Then it adds one op to the yaml, regenerates (lazygen
 leaves unchanged files untouched) and recompiles what a make/Ninja build
-would: each object whose depfile (-MMD) names a file lazygen rewrote.
+would: each object whose depfile (-MMD) names a file lazygen rewrote. A second
+edit then moves one op from full_codegen to supported (its kernel to be
+written by hand): the edit a backend author makes most, which leaves the
+headers that list every op unchanged, so only that op's shard recompiles.
 
 Backends:
   ts     PyTorch's TorchScript yaml with PyTorch's options; the edit adds
@@ -21,7 +24,7 @@ Backends:
 Measured per configuration: clean-build wall time, total CPU (user+sys of
 the compilers and their children), peak RSS of the largest compiler process
 (wait4's rusage), the longest TU, the 16-core estimate max(CPU/16, longest
-TU), and the rebuild wall time after the edit. Ratios are against the
+TU), and the rebuild wall time after each edit. Ratios are against the
 unsharded build of the same run. ccache is disabled (CCACHE_DISABLE=1) and
 `g++` is called directly.
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 import threading
@@ -54,6 +58,7 @@ TS_YAML = REPO / "tests" / "data" / "ts_native_functions.yaml"
 TS_OPTIONS = dict(node_base="TsNode", node_base_hdr="torch/csrc/lazy/ts_backend/ts_node.h", gen_ts_lowerings=True,
                   build_in_tree=True, backend_name="TorchScript")
 ADDED_OP = "isnan"
+MOVED_OP = "cos"  # in both backends' full_codegen list
 CXXFLAGS = ["-std=c++20", "-O2", "-fPIC", "-D_GLIBCXX_USE_CXX11_ABI=1", "-w"]
 
 # (what, yaml): the largest ratio against unsharded that meets the issue's target.
@@ -163,16 +168,39 @@ def stale_sources(sources: list[Path], objdir: Path, changed: set[Path]) -> list
 # ------------------------------------------------------------------ backends
 
 
-def ts_backend(work: Path) -> tuple[Path, Path, dict]:
-    """The TS yaml, the same with ADDED_OP, and the options."""
+@dataclass(frozen=True)
+class Backend:
+    yaml: Path  # the first build
+    plus_one: Path  # the first edit: ADDED_OP added under full_codegen
+    moved: Path  # the second edit: then MOVED_OP moved from full_codegen to supported
+    options: dict
+
+
+def moved_to_supported(text: str, work: Path, name: str) -> Path:
+    """`text` with MOVED_OP's full_codegen line moved under supported."""
+    line = re.search(rf"^( *- ){re.escape(MOVED_OP)}\n", text, re.M)
+    assert line is not None, f"{MOVED_OP} is not under full_codegen"
+    text = text[:line.start()] + text[line.end():]
+    if re.search(r"^supported:\n", text, re.M):
+        text = re.sub(r"^supported:\n", f"supported:\n{line.group(1)}{MOVED_OP}\n", text, count=1, flags=re.M)
+    else:
+        text += f"supported:\n- {MOVED_OP}\n"
+    path = work / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def ts_backend(work: Path) -> Backend:
+    """The TS yaml, its two edits, and the options."""
     text = TS_YAML.read_text(encoding="utf-8")
     assert f"- {ADDED_OP}\n" not in text
     edited = work / "ts_plus_one.yaml"
-    edited.write_text(text.replace("full_codegen:\n", f"full_codegen:\n  - {ADDED_OP}\n", 1), encoding="utf-8")
-    return TS_YAML, edited, dict(TS_OPTIONS)
+    edited_text = text.replace("full_codegen:\n", f"full_codegen:\n  - {ADDED_OP}\n", 1)
+    edited.write_text(edited_text, encoding="utf-8")
+    return Backend(TS_YAML, edited, moved_to_supported(edited_text, work, "ts_moved.yaml"), dict(TS_OPTIONS))
 
 
-def large_backend(work: Path) -> tuple[Path, Path, dict]:
+def large_backend(work: Path) -> Backend:
     """Every functional op the compilability check accepts under full_codegen
     (less ADDED_OP in the first yaml), and a shape header declaring them all."""
     aten = default_aten_path()
@@ -196,7 +224,8 @@ def large_backend(work: Path) -> tuple[Path, Path, dict]:
         pass
     assert shapes.is_file()
     print(f"large yaml: {len(ops)} full_codegen ops ({len(functional) - len(ops)} functional ops refused by the compilability check or the generator)", flush=True)
-    return base, edited, dict(TS_OPTIONS, shape_inference_hdr="shapes/shape_inference.h")
+    moved = moved_to_supported(edited.read_text(encoding="utf-8"), work, "large_moved.yaml")
+    return Backend(base, edited, moved, dict(TS_OPTIONS, shape_inference_hdr="shapes/shape_inference.h"))
 
 
 def _generable(work: Path, ops: list[str]) -> list[str]:
@@ -221,26 +250,43 @@ def _generable(work: Path, ops: list[str]) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Rebuild:
+    """What a make/Ninja build does after one yaml edit."""
+    wall: float | None  # None: not measured (--no-rebuild)
+    stale: int  # TUs whose depfile names a file the edit rewrote
+    total: int
+
+    def cell(self) -> str:
+        if self.wall is None:
+            return f"{self.stale} of {self.total} TUs stale"
+        return f"{self.wall:.1f} s ({self.stale} of {self.total} TUs)"
+
+
+@dataclass(frozen=True)
 class Run:
     shards: int
     label: str
     clean: Build
-    rebuild_wall: float | None  # None: not measured (--no-rebuild)
-    rebuilt: int
-    total_tus: int
+    plus_one: Rebuild  # after the first edit (ADDED_OP added)
+    moved: Rebuild  # after the second edit (MOVED_OP moved to supported)
+
+    @property
+    def total_tus(self) -> int:
+        return len(self.clean.tus)
 
 
-def run_config(work: Path, yaml: Path, edited: Path, options: dict, shards: int, include_dirs: list[Path], jobs: int,
+def run_config(work: Path, backend: Backend, shards: int, include_dirs: list[Path], jobs: int,
                pch: bool = False, rebuild: bool = True) -> Run:
     label = f"N={shards}" + (" pch" if pch else "")
     folder = work / label.replace("=", "").replace(" ", "_")
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    options = backend.options
     if (work / "shapes").is_dir():  # the large yaml's own shape header, found through -I folder
         shutil.copytree(work / "shapes", folder / "shapes")
         options = dict(options, shape_inference_file=folder / "shapes" / "shape_inference.h")
-    base = Options(source_yaml=yaml, output_dir=str(folder / "gen"), include_prefix="gen", shards=shards, **options)
+    base = Options(source_yaml=backend.yaml, output_dir=str(folder / "gen"), include_prefix="gen", shards=shards, **options)
     result = generate(base)
     sources = [p for p in result.outputs if p.suffix == ".cpp"]
     includes = [folder, *include_dirs]
@@ -253,19 +299,26 @@ def run_config(work: Path, yaml: Path, edited: Path, options: dict, shards: int,
     clean = compile_all(sources, objdir, includes, jobs, extra)
     if prelude is not None:
         clean = replace(clean, wall=clean.wall + prelude.wall, prelude=prelude)
-    print(f"  {label}: clean {clean.wall:.1f} s wall, {clean.cpu:.1f} s CPU", flush=True)
+    print(f"  {label}: clean {clean.wall:.1f} s wall, {clean.cpu:.1f} s CPU, peak RSS {clean.rss_kib / 1048576:.2f} GiB, "
+          f"longest TU {clean.longest.wall:.1f} s, 16-core estimate {clean.est16():.1f} s", flush=True)
 
-    start = time.perf_counter()
-    again = generate(replace(base, source_yaml=edited))
-    changed = {(folder / "gen" / name).resolve() for name in again.written}
-    stale = stale_sources([p for p in again.outputs if p.suffix == ".cpp"], objdir, changed)
-    if not rebuild:  # --no-rebuild: only which TUs a build would recompile
-        print(f"  {label}: the edit makes {len(stale)} of {len(sources)} TUs stale (not rebuilt)", flush=True)
-        return Run(shards, label, clean, None, len(stale), len(sources))
-    compile_all(stale, objdir, includes, jobs, extra)
-    rebuild_wall = time.perf_counter() - start
-    print(f"  {label}: rebuild {rebuild_wall:.1f} s ({len(stale)} of {len(sources)} TUs)", flush=True)
-    return Run(shards, label, clean, rebuild_wall, len(stale), len(sources))
+    def edit(yaml: Path, what: str) -> Rebuild:
+        start = time.perf_counter()
+        again = generate(replace(base, source_yaml=yaml))
+        changed = {(folder / "gen" / name).resolve() for name in again.written}
+        current = [p for p in again.outputs if p.suffix == ".cpp"]
+        stale = stale_sources(current, objdir, changed)
+        wall = None
+        if rebuild:
+            compile_all(stale, objdir, includes, jobs, extra)
+            wall = time.perf_counter() - start
+        done = Rebuild(wall, len(stale), len(current))
+        print(f"  {label}: after {what}: {done.cell()}", flush=True)
+        return done
+
+    plus_one = edit(backend.plus_one, f"adding {ADDED_OP}")
+    moved = edit(backend.moved, f"moving {MOVED_OP} to supported")
+    return Run(shards, label, clean, plus_one, moved)
 
 
 def precompile(folder: Path, sources: list[Path], includes: list[Path]) -> tuple[list[str], TU]:
@@ -316,11 +369,11 @@ def table(yaml_name: str, runs: list[Run], jobs: int) -> str:
         ("critical path (pch + longest TU)", lambda r: f"{r.clean.critical_path():.1f} s", lambda r: r.clean.critical_path(), None),
         ("16-core estimate", lambda r: f"{r.clean.est16():.1f} s", lambda r: r.clean.est16(), ("est16", yaml_name)),
     ]
-    if all(r.rebuild_wall is not None for r in runs):
-        rows.append((f"rebuild after +1 op (-j{jobs})", lambda r: f"{r.rebuild_wall:.1f} s ({r.rebuilt} TUs)",
-                     lambda r: r.rebuild_wall, None))
-    else:
-        rows.append(("TUs stale after +1 op (not rebuilt)", lambda r: f"{r.rebuilt} of {r.total_tus}", None, None))
+    timed = all(r.plus_one.wall is not None for r in runs)
+    rows.append((f"rebuild after adding {ADDED_OP} (-j{jobs})", lambda r: r.plus_one.cell(),
+                 (lambda r: r.plus_one.wall) if timed else None, None))
+    rows.append((f"rebuild after moving {MOVED_OP} to supported (-j{jobs})", lambda r: r.moved.cell(),
+                 (lambda r: r.moved.wall) if timed else None, None))
     labels = [r.label for r in runs]
     lines = [f"## {yaml_name}", "", "| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     for name, show, value, target_key in rows:
@@ -341,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="build folder (default: a new temporary one, kept)")
     parser.add_argument("--pch", action="store_true", help="also build the largest N with a precompiled header")
     parser.add_argument("--no-rebuild", action="store_true",
-                        help="after the edit, only count the TUs a build would recompile (for the large yaml, all of them: "
+                        help="after each edit, only count the TUs a build would recompile (after adding an op, all of them: "
                              "every TU includes the header that declares every kernel)")
     parser.add_argument("--cxxflags", default=" ".join(CXXFLAGS), help="compiler flags (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -358,13 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in (["ts", "large"] if args.yaml == "both" else [args.yaml]):
         folder = work / name
         folder.mkdir(exist_ok=True)
-        yaml, edited, options = (ts_backend if name == "ts" else large_backend)(folder)
+        backend = (ts_backend if name == "ts" else large_backend)(folder)
         print(f"{name}:", flush=True)
         rebuild = not args.no_rebuild
-        runs = [run_config(folder, yaml, edited, options, n, include_dirs, args.jobs, rebuild=rebuild) for n in [1, *shard_counts]]
+        runs = [run_config(folder, backend, n, include_dirs, args.jobs, rebuild=rebuild) for n in [1, *shard_counts]]
         if args.pch:
-            runs.append(run_config(folder, yaml, edited, options, max(shard_counts), include_dirs, args.jobs, pch=True,
-                                   rebuild=rebuild))
+            runs.append(run_config(folder, backend, max(shard_counts), include_dirs, args.jobs, pch=True, rebuild=rebuild))
         tables.append(table(name, runs, args.jobs))
         for run in runs:
             print(f"  {run.label} TUs: " + ", ".join(f"{t.name} {t.wall:.0f}s/{t.rss_kib / 1048576:.2f}G" for t in run.clean.tus))
