@@ -10,7 +10,7 @@ both cores busy). Then it adds one op to the yaml, regenerates (lazygen
 leaves unchanged files untouched) and recompiles what a make/Ninja build
 would: each object whose depfile (-MMD) names a file lazygen rewrote. A second
 edit then moves one op from full_codegen to supported (its kernel to be
-written by hand): the edit a backend author makes most, which leaves the
+written by hand, a common step while a backend grows): it leaves the
 headers that list every op unchanged, so only that op's shard recompiles.
 
 Backends:
@@ -23,10 +23,13 @@ Backends:
 
 Measured per configuration: clean-build wall time, total CPU (user+sys of
 the compilers and their children), peak RSS of the largest compiler process
-(wait4's rusage), the longest TU, the 16-core estimate max(CPU/16, longest
-TU), and the rebuild wall time after each edit. Ratios are against the
-unsharded build of the same run. ccache is disabled (CCACHE_DISABLE=1) and
-`g++` is called directly.
+(wait4's rusage), the longest TU, the 16-core estimate max(CPU/16, critical
+path) where the critical path is the longest TU plus the precompiled
+header's build (--pch), which every TU waits for, and the rebuild wall time
+after each edit. Ratios are against the unsharded build of the same run:
+on a shared machine compile times drift from run to run, so compare
+within one. ccache is disabled (CCACHE_DISABLE=1) and `g++` is called
+directly.
 
 --pch (opt-in) adds, for the largest N, a build in which every TU first
 includes a precompiled header of the torch headers the TUs share.
