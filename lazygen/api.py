@@ -128,6 +128,7 @@ def _render_and_commit(options: Options, catalogue: Catalogue, spec: BackendSpec
             for _ in produce():  # rendered (a template can fail), not written
                 pass
         return Result((), (), (), inputs, outputs, warnings=rendered.warnings)
+    warnings = rendered.warnings + _left_by_others(out_dir, spec.backend, options)
     staged: dict[str, Staged] = {}
     created: list[Path] = []
     try:
@@ -160,7 +161,30 @@ def _render_and_commit(options: Options, catalogue: Catalogue, spec: BackendSpec
         for s in staged.values():
             s.close()
     return Result(tuple(result.written), tuple(result.unchanged), tuple(result.removed), inputs, outputs, result.stats,
-                  rendered.warnings)
+                  warnings)
+
+
+def _left_by_others(out_dir: Path, backend: str, options: Options) -> tuple[Diagnostic, ...]:
+    """A warning for each kernel or registration source of another number of
+    shards in the output folder that lazygen did not write (torchgen's,
+    say): lazygen leaves such files alone, since they are not its own to
+    remove. Those it wrote, the manifest lists, and the commit removes."""
+    from lazygen.commit import read_manifest
+
+    try:
+        present = os.listdir(out_dir)
+    except OSError:
+        return ()
+    ours = set(read_manifest(out_dir))
+    found = tuple(
+        Diagnostic(os.fspath(out_dir / name), None, None,
+                   f"'{name}' is not an output of this run (--shards {options.shards}) and lazygen did not write it, so it stays",
+                   "a build that compiles every .cpp file of the folder would define what it holds twice: remove it",
+                   severity="warning")
+        for name in plan.superseded_sources(backend, options.shards, present) if name not in ours)
+    if found and options.warnings_as_errors:
+        raise UserError(*(d._replace(severity="error") for d in found))
+    return found
 
 
 def _make_dirs(path: Path) -> list[Path]:

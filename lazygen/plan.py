@@ -7,9 +7,11 @@ macros; this module executes that file (Starlark is a subset of Python)."""
 
 from __future__ import annotations
 
+import re
 import zlib
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterable
 
 _OUTPUTS_BZL = Path(__file__).with_name("outputs.bzl")
 
@@ -41,6 +43,16 @@ def kernel_sources(backend: str, shards: int) -> list[str]:
 def register_sources(backend: str, shards: int) -> list[str]:
     """Register<backend>.cpp, or its shards in order."""
     return list(_definitions()["lazy_register_sources"](backend, shards))
+
+
+def superseded_sources(backend: str, shards: int, names: Iterable[str]) -> list[str]:
+    """Of `names` (a folder's files), the kernel and registration sources of
+    another number of shards, such as torchgen's unsharded files beside a
+    sharded run's: a build that compiles every .cpp of the folder would
+    define their kernels twice."""
+    current = set(kernel_sources(backend, shards) + register_sources(backend, shards))
+    layout = re.compile(rf"(?:{re.escape(backend)}NativeFunctions|Register{re.escape(backend)})(?:_[0-9]+)?\.cpp")
+    return sorted(n for n in names if layout.fullmatch(n) and n not in current)
 
 
 def ir_shard_headers(shards: int) -> list[str]:

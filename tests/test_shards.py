@@ -318,3 +318,39 @@ def test_a_shard_without_ops_compiles_without_an_unused_parameter_warning(tmp_pa
            f"-I{tmp_path}", *(f"-isystem{d}" for d in include_dirs), str(source)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+# ----------------------------------------------------------- files of another layout
+
+
+def test_another_tools_unsharded_files_are_left_with_a_warning(tmp_path):
+    """torchgen's kernels and registration in the folder of a sharded run:
+    lazygen did not write them, so it keeps them and says so (a build that
+    compiles the folder's every .cpp would define them twice); files of
+    another N that lazygen wrote go without a word."""
+    out = tmp_path / "gen"
+    out.mkdir()
+    foreign = {"LazyNativeFunctions.cpp": "// torchgen's kernels\n", "RegisterLazy.cpp": "// torchgen's registration\n",
+               "RegisterLazy_9.cpp": "// someone's\n", "LazyNativeFunctions_extra.cpp": "// hand-written, another name\n"}
+    for name, text in foreign.items():
+        (out / name).write_text(text)
+    expected = ["LazyNativeFunctions.cpp", "RegisterLazy.cpp", "RegisterLazy_9.cpp"]
+    result = generate(ts_options(out, 3))
+    assert sorted(Path(w.path).name for w in result.warnings) == expected
+    assert all(w.severity == "warning" and "is not an output of this run" in w.message for w in result.warnings)
+    assert {name: (out / name).read_text() for name in foreign} == foreign
+    # Its own files of another N are removed, not warned about.
+    result = generate(ts_options(out, 2))
+    assert set(result.removed) == {"LazyNativeFunctions_2.cpp", "RegisterLazy_2.cpp", "LazyIr_2.h"}
+    assert sorted(Path(w.path).name for w in result.warnings) == expected
+    assert {name: (out / name).read_text() for name in foreign} == foreign
+
+
+def test_another_tools_files_with_warnings_as_errors_stop_the_run(tmp_path):
+    out = tmp_path / "gen"
+    out.mkdir()
+    (out / "LazyNativeFunctions.cpp").write_text("// torchgen's kernels\n")
+    with pytest.raises(UserError) as err:
+        generate(ts_options(out, 2, warnings_as_errors=True))
+    assert [(Path(d.path).name, d.severity) for d in err.value.diagnostics] == [("LazyNativeFunctions.cpp", "error")]
+    assert sorted(p.name for p in out.iterdir()) == ["LazyNativeFunctions.cpp"]
