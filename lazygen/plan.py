@@ -51,7 +51,9 @@ def superseded_sources(backend: str, shards: int, names: Iterable[str]) -> list[
     sharded run's: a build that compiles every .cpp of the folder would
     define their kernels twice."""
     current = set(kernel_sources(backend, shards) + register_sources(backend, shards))
-    layout = re.compile(rf"(?:{re.escape(backend)}NativeFunctions|Register{re.escape(backend)})(?:_[0-9]+)?\.cpp")
+    # The stems come from the unsharded names; a shard is <stem>_<i>.cpp.
+    stems = "|".join(re.escape(name.removesuffix(".cpp")) for name in kernel_sources(backend, 1) + register_sources(backend, 1))
+    layout = re.compile(rf"(?:{stems})(?:_[0-9]+)?\.cpp")
     return sorted(n for n in names if layout.fullmatch(n) and n not in current)
 
 
